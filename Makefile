@@ -1,0 +1,40 @@
+# Set-up and entry points. Each target installs what it needs by itself.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deps-stamp
+CUDA_HOME ?= $(shell dirname $$(dirname $$(command -v nvcc 2>/dev/null || echo /x/x/x)))
+
+.PHONY: venv build test bench demo lint info clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	$(BIN)/pip install -q -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The extension: C++ CPU kernels always; CUDA kernels when nvcc and a CUDA torch exist.
+build: $(STAMP)
+	CUDA_HOME=$(CUDA_HOME) $(BIN)/pip install -q --no-build-isolation --no-deps -e . 2>&1 | grep -v "^ *$$" | tail -20
+	$(BIN)/python -m zoomkern.info | head -3
+
+test: build
+	$(BIN)/python -m pytest tests/ -q -p no:cacheprovider
+	$(BIN)/python -m pytest benchmarks/ -q --benchmark-disable -p no:cacheprovider
+
+bench: build
+	$(BIN)/python -m pytest benchmarks/ -q --benchmark-columns=mean,stddev,rounds --benchmark-sort=name
+
+demo: build
+	$(BIN)/python python/train.py --preset demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check zoomkern tests benchmarks python setup.py
+
+info: build
+	$(BIN)/python -m zoomkern.info
+
+clean:
+	rm -rf build *.egg-info zoomkern/*.so

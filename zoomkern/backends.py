@@ -1,0 +1,135 @@
+"""Backend selection as data.
+
+Each backend answers ``why_not(op, device)`` with ``None`` (it can run) or a reason. Auto-selection
+walks ``ORDER`` and takes the first that can run; ``ZOOMKERN_BACKEND=<name>`` forces one and raises
+if it cannot. Every backend module exposes the kernel-level functions of ``reference.py``:
+``softmax_fwd``, ``softmax_bwd``, ``sample``, ``gather``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+
+import torch
+
+ORDER = ("cuda", "triton", "cpu", "reference")
+OPS = ("softmax_fwd", "softmax_bwd", "sample", "gather")
+
+
+class BackendError(RuntimeError):
+    """No backend can run the inputs; the message lists every backend with its reason."""
+
+
+@functools.cache
+def _ext():
+    """(module, None) if zoomkern._C imports, else (None, reason)."""
+    try:
+        from . import _C  # noqa: F401  (importing registers torch.ops.zoomkern_C)
+
+        return _C, None
+    except ImportError as e:  # not built (ZOOMKERN_NO_EXT=1, no compiler) or ABI mismatch
+        return None, f"zoomkern._C is not built ({e})"
+
+
+def ext_has_cuda() -> bool:
+    mod, _ = _ext()
+    return bool(mod is not None and getattr(mod, "WITH_CUDA", False))
+
+
+@functools.cache
+def _triton():
+    try:
+        from . import triton as zt
+
+        return zt, None
+    except Exception as e:  # triton missing or too old
+        return None, f"triton is unavailable ({type(e).__name__}: {e})"
+
+
+def _ops_module(ns: str) -> types.SimpleNamespace:
+    lib = getattr(torch.ops, ns)
+    return types.SimpleNamespace(
+        softmax_fwd=lambda x, mask, t, s: tuple(lib.softmax_fwd(x, mask, t, s)),
+        softmax_bwd=lib.softmax_bwd,
+        sample=lib.sample,
+        gather=lib.gather,
+    )
+
+
+def why_not(name: str, op: str, device: torch.device) -> str | None:
+    """None if backend ``name`` can run ``op`` on tensors of ``device``; else the reason."""
+    dev = torch.device(device).type
+    if name == "reference":
+        return None
+    if name == "cpu":
+        _, err = _ext()
+        if err:
+            return err
+        return None if dev == "cpu" else f"tensors are on {dev}, the cpu backend needs CPU tensors"
+    if name == "cuda":
+        if dev != "cuda":
+            return f"tensors are on {dev}, not CUDA"
+        _, err = _ext()
+        if err:
+            return err
+        if not ext_has_cuda():
+            return "zoomkern._C was built without CUDA kernels"
+        if op != "gather":
+            return f"no CUDA kernel for {op} (the triton backend covers it)"
+        return None
+    if name == "triton":
+        zt, err = _triton()
+        if err:
+            return err
+        if dev == "cuda":
+            return None
+        if dev == "cpu" and os.environ.get("TRITON_INTERPRET") == "1" and _forced() == "triton":
+            return None
+        return (
+            f"tensors are on {dev}; triton runs on CUDA, or on CPU only when forced with "
+            "ZOOMKERN_BACKEND=triton and TRITON_INTERPRET=1"
+        )
+    return f"unknown backend {name!r}"
+
+
+def _forced() -> str | None:
+    name = os.environ.get("ZOOMKERN_BACKEND", "").strip().lower()
+    return name or None
+
+
+def module(name: str):
+    if name == "reference":
+        from . import reference
+
+        return reference
+    if name in ("cpu", "cuda"):
+        return _ops_module("zoomkern_C")
+    if name == "triton":
+        return _triton()[0]
+    raise BackendError(f"unknown backend {name!r}; choose one of {ORDER}")
+
+
+def select(op: str, device: torch.device) -> tuple[str, object]:
+    """The backend that runs ``op`` for tensors on ``device``: (name, kernel module)."""
+    forced = _forced()
+    if forced is not None:
+        if forced not in ORDER:
+            raise BackendError(f"ZOOMKERN_BACKEND={forced!r} is not one of {ORDER}")
+        reason = why_not(forced, op, device)
+        if reason:
+            raise BackendError(f"ZOOMKERN_BACKEND={forced} cannot run {op} on {device}: {reason}")
+        return forced, module(forced)
+    reasons = []
+    for name in ORDER:
+        reason = why_not(name, op, device)
+        if reason is None:
+            return name, module(name)
+        reasons.append(f"  {name}: {reason}")
+    raise BackendError(f"no backend can run {op} on {device}:\n" + "\n".join(reasons))
+
+
+def report(device: str = "cpu") -> dict[str, dict[str, str]]:
+    """{backend: {op: 'ok' or reason}} for tensors on ``device``."""
+    return {name: {op: why_not(name, op, device) or "ok" for op in OPS} for name in ORDER}

@@ -1,0 +1,38 @@
+"""``python -m zoomkern.info``: what was built and which backend runs each op here."""
+
+from __future__ import annotations
+
+import platform
+
+import torch
+
+from . import backends
+
+
+def main() -> None:
+    mod, err = backends._ext()
+    version = __import__("zoomkern").__version__
+    print(f"zoomkern {version}  torch {torch.__version__}  python {platform.python_version()}")
+    try:
+        import triton
+
+        print(f"triton {triton.__version__}")
+    except ImportError:
+        print("triton: not installed")
+    print(f"extension zoomkern._C: {'built' if mod else err}; CUDA kernels: {backends.ext_has_cuda()}")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        print(f"\nbackends for {dev} tensors (order of preference):")
+        for name, ops in backends.report(dev).items():
+            for op, why in ops.items():
+                print(f"  {name:9s} {op:12s} {why}")
+        for op in backends.OPS:
+            try:
+                chosen, _ = backends.select(op, torch.device(dev))
+            except backends.BackendError as e:
+                chosen = f"none ({e})"
+            print(f"  -> {op}: {chosen}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""zoomkern::gather_patches: cut (B, k) patches at integer offsets, zero outside the image.
+
+Reads only the patch bytes: a memmapped or pinned image is never copied whole. Dtype conversion
+and (x - mean) / std normalisation happen in the same pass.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import backends, reference
+from . import _checks
+
+IMAGE_DTYPES = (torch.uint8, torch.uint16, *_checks.FLOATS)
+
+
+@torch.library.custom_op("zoomkern::gather_patches", mutates_args=())
+def _gather_patches(
+    image: Tensor,
+    offsets: Tensor,
+    ph: int,
+    pw: int,
+    layout: str,
+    out_dtype: torch.dtype,
+    mean: Optional[Tensor],
+    std: Optional[Tensor],
+) -> Tensor:
+    _, kern = backends.select("gather", image.device)
+    return kern.gather(image, offsets.contiguous(), ph, pw, layout, out_dtype, mean, std)
+
+
+@_gather_patches.register_fake
+def _(image, offsets, ph, pw, layout, out_dtype, mean, std):
+    C = image.shape[1] if layout == "CHW" else image.shape[3]
+    return image.new_empty((image.shape[0], offsets.shape[1], C, ph, pw), dtype=out_dtype)
+
+
+@torch.library.custom_op("zoomkern::gather_patches_backward", mutates_args=())
+def _gather_patches_backward(
+    grad: Tensor,
+    image_shape: list[int],
+    image_dtype: torch.dtype,
+    offsets: Tensor,
+    ph: int,
+    pw: int,
+    layout: str,
+    std: Optional[Tensor],
+) -> Tensor:
+    return reference.gather_bwd(grad, image_shape, offsets, ph, pw, layout, std, image_dtype)
+
+
+@_gather_patches_backward.register_fake
+def _(grad, image_shape, image_dtype, offsets, ph, pw, layout, std):
+    return grad.new_empty(image_shape, dtype=image_dtype)
+
+
+def _setup_context(ctx, inputs, output):
+    image, offsets, ph, pw, layout, _, _, std = inputs
+    ctx.save_for_backward(offsets, std)
+    ctx.args = (list(image.shape), image.dtype, ph, pw, layout)
+
+
+def _backward(ctx, grad):
+    offsets, std = ctx.saved_tensors
+    shape, dtype, ph, pw, layout = ctx.args
+    g = _gather_patches_backward(grad.contiguous(), shape, dtype, offsets, ph, pw, layout, std)
+    return g, None, None, None, None, None, None, None
+
+
+_gather_patches.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _channel_vector(name, v, C, device):
+    if v is None:
+        return None
+    t = torch.as_tensor(v, dtype=torch.float32).to(device).flatten()
+    if t.numel() == 1:
+        t = t.expand(C).contiguous()
+    if t.numel() != C:
+        raise ValueError(f"{name} must have 1 or C={C} values, got {t.numel()}")
+    if name == "std" and bool((t == 0).any()):
+        raise ValueError("std must be non-zero")
+    return t
+
+
+def _from_numpy(arr: np.ndarray) -> Tensor:
+    """Zero-copy view of a numpy array or read-only memmap (the op never writes to it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(arr)
+
+
+def gather_patches(image, offsets, size, *, layout="CHW", device=None, dtype=None, mean=None, std=None):
+    """Cut patches of ``size`` (ph, pw) at ``offsets`` (B, k, 2) int64 top-left (y, x).
+
+    image (B, C, H, W) (or (B, H, W, C) with ``layout="HWC"``), uint8/uint16/float, a tensor on CPU
+    (pinned or not) or CUDA, or a numpy array/memmap. Returns (B, k, C, ph, pw) on ``device`` (default:
+    the image's), in ``dtype`` (default: the image's; float32 when normalising integers). Pixels outside
+    the image are 0 before normalisation. Differentiable in a floating-point image.
+    """
+    if isinstance(image, np.ndarray):
+        image = _from_numpy(image)
+    _checks.tensor("image", image, dtypes=IMAGE_DTYPES, dim=4)
+    _checks.tensor("offsets", offsets, dtypes=(torch.int64,), dim=3)
+    if layout not in ("CHW", "HWC"):
+        raise ValueError(f"layout must be 'CHW' or 'HWC', got {layout!r}")
+    if offsets.shape[0] != image.shape[0] or offsets.shape[2] != 2:
+        raise ValueError(f"offsets must have shape (B={image.shape[0]}, k, 2), got {tuple(offsets.shape)}")
+    _checks.same_device("offsets", offsets, "image", image)
+    ph, pw = _checks.positive_pair("size", size)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
+    out_dtype = reference.resolve_out_dtype(image.dtype, dtype, mean, std)
+    if (mean is not None or std is not None) and not out_dtype.is_floating_point:
+        raise ValueError(f"normalising with mean/std needs a floating dtype, got dtype={out_dtype}")
+    if out_dtype not in IMAGE_DTYPES:
+        raise TypeError(f"dtype {out_dtype} is not supported; use one of {IMAGE_DTYPES}")
+    C = image.shape[1] if layout == "CHW" else image.shape[3]
+    mean_t = _channel_vector("mean", mean, C, image.device)
+    std_t = _channel_vector("std", std, C, image.device)
+    out = _gather_patches(image, offsets, ph, pw, layout, out_dtype, mean_t, std_t)
+    if device is not None and torch.device(device) != out.device:
+        out = out.to(device, non_blocking=out.is_pinned())
+    return out

@@ -1,0 +1,67 @@
+"""zoomkern::sample_patches: Gumbel-top-k (without replacement) or i.i.d. draws (with)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .. import _rng, backends
+from . import _checks
+
+
+class Samples(NamedTuple):
+    """indices (B, k) int64 flat into S, in draw order; probs (B, k) the probabilities there
+    (differentiable in the input probs)."""
+
+    indices: Tensor
+    probs: Tensor
+
+
+@torch.library.custom_op("zoomkern::sample_patches", mutates_args=())
+def _sample_patches(probs: Tensor, k: int, replace: bool, seed: Tensor) -> Tensor:
+    B = probs.shape[0]
+    flat = probs.reshape(B, -1)
+    flat = flat.to(torch.float64 if flat.dtype == torch.float64 else torch.float32).contiguous()
+    if flat.device.type == "cpu":  # value checks need a sync on CUDA: done on CPU only
+        if bool(torch.isnan(flat).any()):
+            raise ValueError("probs contains NaN")
+        if bool((flat < 0).any()):
+            raise ValueError("probs contains negative values")
+        if not replace:
+            n_pos = int((flat > 0).sum(1).min())
+            if k > n_pos:
+                raise ValueError(
+                    f"k={k} is larger than the number of positive positions ({n_pos}) of some sample; "
+                    "sampling without replacement needs k distinct positions"
+                )
+        elif bool((flat.sum(1) <= 0).any()):
+            raise ValueError("probs has a sample with no positive probability")
+    _, kern = backends.select("sample", probs.device)
+    return kern.sample(flat, k, replace, seed)
+
+
+@_sample_patches.register_fake
+def _(probs, k, replace, seed):
+    return probs.new_empty((probs.shape[0], k), dtype=torch.int64)
+
+
+def sample_patches(probs, k, *, replace=False, generator=None) -> Samples:
+    """Draw ``k`` positions per sample from ``probs`` (B, *S), each sample summing to 1.
+
+    Without replacement: Gumbel-top-k on ``log(probs)``; indices in draw order, distinct, never a
+    zero-probability position. With replacement: i.i.d. draws. Same generator state, same result.
+    Returns ``Samples(indices (B, k) int64, probs (B, k))``.
+    """
+    _checks.tensor("probs", probs, dtypes=_checks.FLOATS, min_dim=2)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    n = probs[0].numel() if probs.shape[0] else 0
+    if not replace and k > n:
+        raise ValueError(f"k={k} is larger than the number of positions ({n}) without replacement")
+    seed = _rng.make_seed(probs.device, generator)
+    indices = _sample_patches(probs.detach(), k, bool(replace), seed)
+    return Samples(indices, torch.gather(probs.reshape(probs.shape[0], -1), 1, indices))
