@@ -6,7 +6,7 @@ never on the thread count or the launch grid. All arithmetic is on uint32 (mod 2
 
     hash32(x) = lowbias32: x ^= x>>16; x *= 0x7feb352d; x ^= x>>15; x *= 0x846ca68b; x ^= x>>16
     h = hash32(seed0 + hash32(seed1 + hash32(row + hash32(col + stream * 0x9E3779B9))))
-    u = ((h >> 8) + 0.5) * 2**-24            # in (0, 1), exactly representable in float32
+    u = ((h >> 9) + 0.5) * 2**-23            # in (0, 1), exactly representable in float32 (< 1)
 
 ``stream`` is 0 for Gumbel keys (col = position) and 1 for i.i.d. draws (col = draw number).
 The seed pair is drawn from the caller's ``torch.Generator`` as an int64 tensor of shape (2,)
@@ -46,7 +46,7 @@ def uniform(seed: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, stream: 
     h = hash32(rows + h)
     h = hash32(seed[1] + h)
     h = hash32(seed[0] + h)
-    return ((h >> 8).to(torch.float64) + 0.5) * 2.0**-24
+    return ((h >> 9).to(torch.float64) + 0.5) * 2.0**-23
 
 
 def make_seed(device: torch.device, generator: torch.Generator | None) -> torch.Tensor:

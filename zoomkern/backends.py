@@ -34,8 +34,9 @@ def _ext():
 
 
 def ext_has_cuda() -> bool:
+    """True when zoomkern._C registered a CUDA kernel (csrc/**/*.cu was compiled in)."""
     mod, _ = _ext()
-    return bool(mod is not None and getattr(mod, "WITH_CUDA", False))
+    return mod is not None and torch._C._dispatch_has_kernel_for_dispatch_key("zoomkern_C::gather", "CUDA")
 
 
 @functools.cache

@@ -30,14 +30,17 @@ def _gather_patches(
     mean: Optional[Tensor],
     std: Optional[Tensor],
 ) -> Tensor:
-    _, kern = backends.select("gather", image.device)
+    # Offsets on CUDA with a pinned host image: the cuda kernel reads the patch bytes over UVA.
+    _, kern = backends.select("gather", offsets.device)
     return kern.gather(image, offsets.contiguous(), ph, pw, layout, out_dtype, mean, std)
 
 
 @_gather_patches.register_fake
 def _(image, offsets, ph, pw, layout, out_dtype, mean, std):
     C = image.shape[1] if layout == "CHW" else image.shape[3]
-    return image.new_empty((image.shape[0], offsets.shape[1], C, ph, pw), dtype=out_dtype)
+    return image.new_empty(
+        (image.shape[0], offsets.shape[1], C, ph, pw), dtype=out_dtype, device=offsets.device
+    )
 
 
 @torch.library.custom_op("zoomkern::gather_patches_backward", mutates_args=())
@@ -88,6 +91,16 @@ def _channel_vector(name, v, C, device):
     return t
 
 
+def _zero_copy(image: Tensor, target: torch.device) -> bool:
+    """Pinned host image, CUDA target and a CUDA gather kernel: read patches straight from host memory."""
+    return (
+        target.type == "cuda"
+        and image.device.type == "cpu"
+        and image.is_pinned()
+        and backends.why_not("cuda", "gather", target) is None
+    )
+
+
 def _from_numpy(arr: np.ndarray) -> Tensor:
     """Zero-copy view of a numpy array or read-only memmap (the op never writes to it)."""
     with warnings.catch_warnings():
@@ -111,7 +124,11 @@ def gather_patches(image, offsets, size, *, layout="CHW", device=None, dtype=Non
         raise ValueError(f"layout must be 'CHW' or 'HWC', got {layout!r}")
     if offsets.shape[0] != image.shape[0] or offsets.shape[2] != 2:
         raise ValueError(f"offsets must have shape (B={image.shape[0]}, k, 2), got {tuple(offsets.shape)}")
-    _checks.same_device("offsets", offsets, "image", image)
+    target = torch.device(device) if device is not None else image.device
+    if _zero_copy(image, target):
+        offsets = offsets.to(target, non_blocking=True)
+    else:
+        _checks.same_device("offsets", offsets, "image", image)
     ph, pw = _checks.positive_pair("size", size)
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
@@ -121,8 +138,8 @@ def gather_patches(image, offsets, size, *, layout="CHW", device=None, dtype=Non
     if out_dtype not in IMAGE_DTYPES:
         raise TypeError(f"dtype {out_dtype} is not supported; use one of {IMAGE_DTYPES}")
     C = image.shape[1] if layout == "CHW" else image.shape[3]
-    mean_t = _channel_vector("mean", mean, C, image.device)
-    std_t = _channel_vector("std", std, C, image.device)
+    mean_t = _channel_vector("mean", mean, C, offsets.device)
+    std_t = _channel_vector("std", std, C, offsets.device)
     out = _gather_patches(image, offsets, ph, pw, layout, out_dtype, mean_t, std_t)
     if device is not None and torch.device(device) != out.device:
         out = out.to(device, non_blocking=out.is_pinned())
