@@ -11,6 +11,8 @@ import torch
 import zoomkern as zk
 from zoomkern.reference import expectation_ref
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 
 def _setup(seed=0, N=12, D=3):
     g = torch.Generator().manual_seed(seed)

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 import zoomkern as zk
 from zoomkern.reference import gather_patches_ref
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 
 def _slices(image, offsets, ph, pw, layout="CHW"):
     """Independent oracle: pad, then slice each patch in a Python loop."""

@@ -6,6 +6,8 @@ import torch
 import zoomkern as zk
 from zoomkern.reference import sample_patches_ref
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)

@@ -9,6 +9,8 @@ import zoomkern as zk
 from tests._tol import close
 from zoomkern.reference import spatial_softmax_ref
 
+pytestmark = pytest.mark.usefixtures("each_backend")
+
 SHAPES = [(1, 1), (1, 97), (3, 781), (2, 1823), (2, 1, 1), (2, 13, 17), (4, 64, 64), (2, 63, 65)]
 
 

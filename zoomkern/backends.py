@@ -84,14 +84,13 @@ def why_not(name: str, op: str, device: torch.device) -> str | None:
         zt, err = _triton()
         if err:
             return err
-        if dev == "cuda":
-            return None
-        if dev == "cpu" and os.environ.get("TRITON_INTERPRET") == "1" and _forced() == "triton":
-            return None
-        return (
-            f"tensors are on {dev}; triton runs on CUDA, or on CPU only when forced with "
-            "ZOOMKERN_BACKEND=triton and TRITON_INTERPRET=1"
-        )
+        reason = zt.device_reason(device)
+        if reason:
+            return reason
+        if dev == "cpu" and _forced() != "triton":
+            # Interpreted kernels are for tests: auto-selection prefers the C++ kernels on CPU.
+            return "interpreted triton runs only when forced with ZOOMKERN_BACKEND=triton"
+        return None
     return f"unknown backend {name!r}"
 
 

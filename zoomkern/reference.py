@@ -25,7 +25,7 @@ def softmax_fwd(x, mask, temperature: float, smoothing: float):
         z = z.masked_fill(~mask, -math.inf)
     q = torch.softmax(z, dim=1)
     if smoothing:
-        n_valid = mask.sum(1, keepdim=True) if mask is not None else x.shape[1]
+        n_valid = mask.sum(1, keepdim=True).to(x.dtype) if mask is not None else x.shape[1]
         p = (1.0 - smoothing) * q + smoothing / n_valid
         if mask is not None:
             p = p.masked_fill(~mask, 0.0)
@@ -42,7 +42,7 @@ def softmax_bwd(p, grad_p, grad_ent, mask, temperature: float, smoothing: float)
     if smoothing:
         if smoothing >= 1.0:
             return torch.zeros_like(p)
-        n_valid = mask.sum(1, keepdim=True) if mask is not None else p.shape[1]
+        n_valid = mask.sum(1, keepdim=True).to(p.dtype) if mask is not None else p.shape[1]
         q = ((p - smoothing / n_valid) / (1.0 - smoothing)).clamp_min(0.0)
         if mask is not None:
             q = q.masked_fill(~mask, 0.0)

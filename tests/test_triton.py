@@ -1,0 +1,282 @@
+"""Triton kernels against the kernel-level references.
+
+Triton picks compiled or interpreted kernels when ``@triton.jit`` runs (at import of zoomkern.triton,
+from TRITON_INTERPRET), so this module never flips the variable in-process: without a GPU,
+``test_interpreted_in_subprocess`` reruns this file with TRITON_INTERPRET=1 in a child process, where
+the kernel tests run on CPU tensors. With a GPU they also run in-process on CUDA tensors.
+``test_compiles_for_hopper`` builds every kernel for sm_90 without a GPU.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+import zoomkern.triton as zt  # noqa: E402
+from tests._tol import close  # noqa: E402
+from zoomkern import reference as R  # noqa: E402
+
+if zt.INTERPRETED:
+    DEVICE = "cpu"
+elif torch.cuda.is_available():
+    DEVICE = "cuda"
+else:
+    DEVICE = None
+needs_kernels = pytest.mark.skipif(
+    DEVICE is None, reason="no CUDA device; covered by the interpreter subprocess"
+)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _loose_fp64(dtype, mask, smoothing):
+    # reference.softmax_* computes smoothing / n_valid from an int64 mask count, which PyTorch evaluates in
+    # float32; with a mask and smoothing the float64 reference is therefore only float32-accurate there.
+    return dtype == torch.float64 and mask is not None and smoothing != 0
+
+
+# ----------------------------------------------------------------------------- softmax
+
+SOFTMAX_SHAPES = [(1, 1), (3, 7), (513, 8), (2, 97), (2, 2047), (1, 2048), (2, 2049), (2, 4500)]
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "temperature,smoothing,masked", [(1.0, 0.0, False), (0.3, 0.1, True), (2.0, 0.0, True)]
+)
+def test_softmax(shape, dtype, temperature, smoothing, masked):
+    g = torch.Generator().manual_seed(shape[0] * 10007 + shape[1] + int(temperature * 10))
+    B, N = shape
+    x = (torch.randn(B, N, generator=g, dtype=dtype) * 4).to(DEVICE)
+    mask = None
+    if masked:
+        mask = torch.rand(B, N, generator=g) > 0.4
+        mask[:, N // 2] = True  # every row keeps a valid position
+        mask[0, :] = False
+        mask[0, -1] = True  # a row whose only valid position is the last one
+        mask = mask.to(DEVICE)
+    p, ent = zt.softmax_fwd(x, mask, temperature, smoothing)
+    p_ref, ent_ref = R.softmax_fwd(x, mask, temperature, smoothing)
+    p64, ent64 = R.softmax_fwd(x.double(), mask, temperature, smoothing)
+    _close(p, p_ref, p64, mask, smoothing, "probs")
+    _close(ent, ent_ref, ent64, mask, smoothing, "entropy")
+    if mask is not None:
+        assert (p[~mask] == 0).all(), "masked positions must be exactly 0"
+    gp = torch.randn(B, N, generator=g, dtype=dtype).to(DEVICE)
+    ge = torch.randn(B, generator=g, dtype=dtype).to(DEVICE)
+    gx = zt.softmax_bwd(p_ref, gp, ge, mask, temperature, smoothing)
+    gx_ref = R.softmax_bwd(p_ref, gp, ge, mask, temperature, smoothing)
+    gx64 = R.softmax_bwd(p_ref.double(), gp.double(), ge.double(), mask, temperature, smoothing)
+    _close(gx, gx_ref, gx64, mask, smoothing, "grad")
+
+
+def _close(actual, ref, ref64, mask, smoothing, what):
+    """float64: the reference's tolerance. float32: err vs float64 <= 2 x the float32 reference's err + tol.
+
+    (Near one-hot rows the float32 softmax gradient is ill-conditioned; the reference itself errs there.)
+    """
+    if _loose_fp64(actual.dtype, mask, smoothing):
+        close(actual, ref, torch.float32, what)
+    elif actual.dtype == torch.float64:
+        close(actual, ref, what=what)
+    else:
+        err = (actual.double() - ref64).abs()
+        allowed = 2 * (ref.double() - ref64).abs() + 1e-6 + 1e-5 * ref64.abs()
+        bad = err > allowed
+        assert not bad.any(), (
+            f"{what}: {int(bad.sum())} elements off; worst excess {(err - allowed).max():.3g}"
+        )
+
+
+@needs_kernels
+def test_softmax_bwd_full_smoothing_and_strided_grads():
+    p, _ = R.softmax_fwd(torch.randn(2, 33, dtype=torch.float64, device=DEVICE), None, 1.0, 0.0)
+    gp = torch.randn(33, 2, dtype=torch.float64, device=DEVICE).t()  # non-contiguous upstream gradient
+    ge = torch.zeros((), dtype=torch.float64, device=DEVICE).expand(2)  # stride 0, as autograd gives
+    close(zt.softmax_bwd(p, gp, ge, None, 0.7, 0.0), R.softmax_bwd(p, gp, ge, None, 0.7, 0.0), what="grad")
+    assert (zt.softmax_bwd(p, gp, ge, None, 1.0, 1.0) == 0).all()
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+def _probs(B, N, dtype, zero_frac, seed):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(B, N, generator=g, dtype=dtype) ** 3
+    p[torch.rand(B, N, generator=g) < zero_frac] = 0
+    p[:, 0] = p[:, 0] + 0.01  # at least one positive position
+    return (p / p.sum(1, keepdim=True)).to(DEVICE)
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "B,N,k", [(1, 1, 1), (3, 7, 3), (2, 97, 20), (2, 4095, 5), (1, 4096, 9), (2, 4097, 6), (1, 9001, 3)]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_without_replacement(B, N, k, dtype):
+    p = _probs(B, N, dtype, zero_frac=0.3, seed=N)
+    k = min(k, int((p > 0).sum(1).min()))
+    seed = torch.tensor([N * 7919 % 2**31, 2**31 - 1 - k], dtype=torch.int64, device=DEVICE)
+    idx = zt.sample(p, k, False, seed)
+    assert idx.dtype == torch.int64 and idx.shape == (B, k)
+    assert torch.equal(idx, R.sample(p, k, False, seed))
+    assert (torch.gather(p, 1, idx) > 0).all()
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "B,N,k", [(1, 1, 1), (3, 7, 5), (2, 1023, 15), (1, 1024, 16), (2, 1025, 17), (2, 3001, 40)]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_with_replacement(B, N, k, dtype):
+    p = _probs(B, N, dtype, zero_frac=0.5, seed=N + 1)
+    if N > 1:
+        p[:, -1] = 0  # trailing zeros exercise the clamp onto the last positive position
+        p = p / p.sum(1, keepdim=True)
+    seed = torch.tensor([k, N], dtype=torch.int64, device=DEVICE)
+    idx = zt.sample(p, k, True, seed)
+    assert torch.equal(idx, R.sample(p, k, True, seed))
+    assert (torch.gather(p, 1, idx) > 0).all()
+
+
+@needs_kernels
+def test_sample_bitwise_repeatable_and_seed_sensitive():
+    p = _probs(4, 300, torch.float32, 0.0, seed=3)
+    s1 = torch.tensor([1, 2], device=DEVICE)
+    s2 = torch.tensor([1, 3], device=DEVICE)
+    assert torch.equal(zt.sample(p, 10, False, s1), zt.sample(p, 10, False, s1))
+    assert not torch.equal(zt.sample(p, 10, False, s1), zt.sample(p, 10, False, s2))
+
+
+# ----------------------------------------------------------------------------- gather
+
+
+def _image(B, C, H, W, dtype, layout, g):
+    shape = (B, C, H, W) if layout == "CHW" else (B, H, W, C)
+    if dtype.is_floating_point:
+        return torch.randn(shape, generator=g).to(dtype)
+    hi = 256 if dtype == torch.uint8 else 65536
+    return torch.randint(0, hi, shape, generator=g, dtype=torch.int64).to(dtype)
+
+
+GATHER_CASES = [  # (image dtype, out dtype, layout, normalise, (ph, pw))
+    (torch.uint8, torch.uint8, "CHW", False, (5, 7)),
+    (torch.uint8, torch.float32, "HWC", True, (4, 9)),
+    (torch.uint16, torch.float32, "CHW", True, (1, 1)),
+    (torch.uint16, torch.uint16, "HWC", False, (3, 3)),
+    (torch.float16, torch.float16, "CHW", True, (6, 5)),
+    (torch.bfloat16, torch.float32, "HWC", False, (2, 8)),
+    (torch.float32, torch.bfloat16, "CHW", True, (7, 7)),
+    (torch.float64, torch.float64, "HWC", True, (5, 6)),
+    (torch.float32, torch.float32, "CHW", False, (2, 1500)),  # wider than one column block
+]
+
+
+@needs_kernels
+@pytest.mark.parametrize("img_dtype,out_dtype,layout,norm,size", GATHER_CASES)
+@pytest.mark.parametrize("strided", [False, True])
+def test_gather(img_dtype, out_dtype, layout, norm, size, strided):
+    g = torch.Generator().manual_seed(5)
+    B, C, H, W = 2, 3, 13, 17
+    img = _image(B, C, H, 2 * W if strided else W, img_dtype, layout, g)
+    if strided:  # every other column: a non-contiguous view, never copied
+        img = img[..., ::2] if layout == "CHW" else img[:, :, ::2]
+    img = img.to(DEVICE)
+    ph, pw = size
+    # Inside, hanging over each border and corner, fully outside, and far outside (int64 range).
+    corners = [[0, 0], [-2, -3], [H - 2, W - 1], [-ph, 4], [H, W], [5, -pw - 3], [2**40, -(2**41)], [3, 4]]
+    offsets = torch.tensor(corners, dtype=torch.int64).view(1, -1, 2).repeat(B, 1, 1)
+    offsets[1] += torch.tensor([1, -1])
+    mean = torch.tensor([0.5, 100.0, -2.0], device=DEVICE) if norm else None
+    std = torch.tensor([0.25, 30.0, 3.0], device=DEVICE) if norm else None
+    out = zt.gather(img, offsets.to(DEVICE), ph, pw, layout, out_dtype, mean, std)
+    # The reference runs on CPU (CUDA PyTorch cannot index uint16) and writes uint16 via int32 (older
+    # PyTorch has no torch.where for uint16).
+    cpu = [t.cpu() if t is not None else None for t in (img, mean, std)]
+    ref_dtype = torch.int32 if out_dtype == torch.uint16 else out_dtype
+    ref = R.gather(cpu[0], offsets, ph, pw, layout, ref_dtype, cpu[1], cpu[2]).to(DEVICE, out_dtype)
+    assert out.shape == (B, offsets.shape[1], C, ph, pw) and out.dtype == out_dtype and out.is_contiguous()
+    if norm:
+        close(out.double(), ref.double(), out_dtype, "patches")
+    else:  # a pure copy/convert: bit-exact
+        assert torch.equal(out, ref)
+
+
+@needs_kernels
+def test_gather_empty_and_many_programs():
+    img = torch.arange(2 * 1 * 40 * 40, dtype=torch.float32).view(2, 1, 40, 40).to(DEVICE)
+    empty = torch.zeros(2, 0, 2, dtype=torch.int64, device=DEVICE)
+    assert zt.gather(img, empty, 3, 3, "CHW", torch.float32, None, None).shape == (2, 0, 1, 3, 3)
+    offs = torch.randint(-5, 40, (2, 300, 2), generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    out = zt.gather(img, offs, 3, 2, "CHW", torch.float32, None, None)  # 3600 rows of 2: two programs
+    assert torch.equal(out, R.gather(img, offs, 3, 2, "CHW", torch.float32, None, None))
+
+
+def test_supports_reasons():
+    assert zt.supports("softmax_fwd", torch.zeros(1, 2, dtype=torch.float16, device=DEVICE or "cpu"))
+    if DEVICE is None:
+        reason = zt.supports("gather", torch.zeros(1, 1, 2, 2))
+        assert "not a CUDA device" in reason and "TRITON_INTERPRET" in reason
+    else:
+        assert zt.supports("sample", torch.zeros(1, 2, device=DEVICE)) is None
+
+
+# ----------------------------------------------------------------------------- compile / interpreter
+
+
+def _signatures():
+    """(kernel, signature, constexprs): every kernel and branch in float32, loop-carried paths in float64."""
+    ks = zt.KERNELS
+    ints = ("B", "N", "K", "stride_x", "stride_m", "stride_p", "stride_gp", "stride_gx", "stride_o")
+    ptr_types = dict(mask_ptr="*u8", seed_ptr="*i64", out_ptr="*i64")
+    variants = []
+    for dt, single in (("fp32", True), ("fp32", False), ("fp64", False)):
+        cx = dict(HAS_MASK=True, SMOOTH=True, SINGLE=single, ROWS=2 if not single else 8, BLOCK_N=512)
+        variants += [(ks["_spatial_softmax_fwd_kernel"], dt, cx), (ks["_spatial_softmax_bwd_kernel"], dt, cx)]
+        cx = dict(SINGLE=single, ROWS=cx["ROWS"], BLOCK_N=1024)
+        variants.append((ks["_sample_patches_kernel"], dt, cx))
+    variants.append((ks["_sample_replace_kernel"], "fp32", dict(BLOCK_K=16, BLOCK_N=1024)))
+    out = []
+    for kern, dt, cx in variants:
+        sig = {}
+        for n in kern.arg_names:
+            if n not in cx:
+                sig[n] = ptr_types.get(n, f"*{dt}") if n.endswith("_ptr") else "i32" if n in ints else "fp32"
+        out.append((kern, sig, cx))
+    gk = ks["_gather_patches_kernel"]
+    for img, outd, f64 in (("u8", "fp32", False), ("fp32", "bf16", False), ("u16", "fp64", True)):
+        cx = dict(HAS_MEAN=True, HAS_STD=True, NORM_F64=f64, ROWS=256, BLOCK_W=16)
+        ptrs = dict(img_ptr=f"*{img}", off_ptr="*i64", mean_ptr="*fp32", std_ptr="*fp32", out_ptr=f"*{outd}")
+        sig = {n: ptrs.get(n, "i64" if n.startswith("s") else "i32") for n in gk.arg_names if n not in cx}
+        out.append((gk, sig, cx))
+    return out
+
+
+@pytest.mark.skipif(zt.INTERPRETED, reason="interpreted kernels cannot be compiled")
+def test_compiles_for_hopper():
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    target = GPUTarget("cuda", 90, 32)
+    for kern, sig, cx in _signatures():
+        sig = dict(sig, **{k: "constexpr" for k in cx})
+        assert list(sig) == [n for n in kern.arg_names if n in sig], kern.__name__
+        compiled = triton.compile(ASTSource(fn=kern, signature=sig, constexprs=cx), target=target)
+        assert compiled.asm["cubin"], kern.__name__
+        assert "sm_90" in compiled.asm["ptx"]
+
+
+@pytest.mark.skipif(DEVICE is not None, reason="kernels already ran here (interpreted, or compiled on CUDA)")
+def test_interpreted_in_subprocess():
+    # Also sidesteps triton 3.6's interpreter, which fails on runtime loop bounds with NumPy 2.x
+    # (int() of a 1-element array); triton 3.8's works.
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    cmd = [sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-p", "no:cacheprovider", "-x"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout
