@@ -29,7 +29,9 @@ def test_extension_has_cuda_kernels_when_buildable():
     if not should:
         pytest.skip(f"CUDA build not expected here: {why}")
     assert backends._ext()[0] is not None, backends._ext()[1]
-    assert backends.ext_has_cuda(), "nvcc and a CUDA torch are present but zoomkern._C has no CUDA gather kernel"
+    assert backends.ext_has_cuda(), (
+        "nvcc and a CUDA torch are present but zoomkern._C has no CUDA gather kernel"
+    )
 
 
 def test_cuda_backend_reason_without_gpu():

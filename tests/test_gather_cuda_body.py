@@ -10,7 +10,18 @@ from zoomkern.reference import gather_patches_ref
 if backends._ext()[0] is None or not hasattr(torch.ops.zoomkern_C, "gather_emulate_cuda_grid"):
     pytest.skip("zoomkern._C is not built", allow_module_level=True)
 
-OFFS = [[-3, -3], [-3, 10], [10, -3], [25, 28], [27, 27], [-10, -10], [40, 5], [0, 0], [5, 7], [2**40, -(2**40)]]
+OFFS = [
+    [-3, -3],
+    [-3, 10],
+    [10, -3],
+    [25, 28],
+    [27, 27],
+    [-10, -10],
+    [40, 5],
+    [0, 0],
+    [5, 7],
+    [2**40, -(2**40)],
+]
 
 
 @pytest.mark.parametrize("layout", ["CHW", "HWC"])

@@ -21,7 +21,7 @@ def _naive(logits, temperature, smoothing, mask):
     m = mask.reshape(B, -1) if mask is not None else torch.ones_like(x, dtype=torch.bool)
     e = torch.where(m, torch.exp(x - x.masked_fill(~m, -math.inf).amax(1, keepdim=True)), 0.0)
     q = e / e.sum(1, keepdim=True)
-    p = torch.where(m, (1 - smoothing) * q + smoothing / m.sum(1, keepdim=True), 0.0)
+    p = torch.where(m, (1 - smoothing) * q + smoothing / m.sum(1, keepdim=True).double(), 0.0)
     ent = -(torch.where(p > 0, p * p.log(), 0.0)).sum(1)
     return p.reshape(logits.shape), ent
 

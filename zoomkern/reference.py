@@ -89,9 +89,11 @@ def gather(image, offsets, ph: int, pw: int, layout: str, out_dtype, mean, std):
     b = torch.arange(B, device=img.device)[:, None, None, None]
     # (B, k, ph, pw, C) by advanced indexing, then channels first.
     vals = img.permute(0, 2, 3, 1)[b, yc[..., :, None], xc[..., None, :]]
-    vals = vals.permute(0, 1, 4, 2, 3).to(out_dtype)
+    # uint16 has few kernels in older torch (no CPU where/mul in 2.11): mask in int32, then convert.
+    work = torch.int32 if out_dtype == torch.uint16 else out_dtype
+    vals = vals.permute(0, 1, 4, 2, 3).to(work)
     valid = (vy[..., :, None] & vx[..., None, :])[:, :, None]
-    vals = torch.where(valid, vals, torch.zeros((), dtype=out_dtype, device=vals.device))
+    vals = torch.where(valid, vals, torch.zeros((), dtype=work, device=vals.device)).to(out_dtype)
     if mean is not None:
         vals = vals - mean.to(out_dtype).view(1, 1, C, 1, 1)
     if std is not None:

@@ -1,0 +1,283 @@
+"""The C++ CPU kernels in zoomkern._C against the kernel-level references (zoomkern.reference).
+
+Edge shapes (one row, one position, odd N around the 512-wide softmax chunk), masks, smoothing,
+temperature, float64; bitwise agreement across thread counts; gather over every border.
+"""
+
+import pytest
+import torch
+
+pytest.importorskip("zoomkern._C", reason="zoomkern._C not built (ZOOMKERN_NO_EXT=1 or no compiler)")
+
+from tests._tol import close  # noqa: E402
+from zoomkern import reference as R  # noqa: E402
+
+OPS = torch.ops.zoomkern_C
+SHAPES = [(1, 1), (1, 97), (3, 511), (2, 513), (3, 781), (2, 1823)]
+
+
+def _logits(B, N, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (3 * torch.randn(B, N, generator=g, dtype=torch.float64)).to(dtype)
+
+
+def _mask(B, N, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    m = torch.rand(B, N, generator=g) < 0.6
+    m[:, torch.randint(N, (1,), generator=g)] = True  # every row keeps >= 1 valid position
+    return m
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("temperature,smoothing", [(1.0, 0.0), (0.5, 0.0), (2.0, 0.1), (1.0, 1.0)])
+def test_softmax_fwd_bwd_match_reference(dtype, shape, masked, temperature, smoothing):
+    B, N = shape
+    x = _logits(B, N, dtype)
+    mask = _mask(B, N) if masked else None
+    p, ent = OPS.softmax_fwd(x, mask, temperature, smoothing)
+    p_ref, ent_ref = R.softmax_fwd(x, mask, temperature, smoothing)
+    # The reference computes s / n_valid in float32 when a mask is given (int tensor / float -> default
+    # dtype), so in float64 it is only float32-accurate there; the kernel uses double.
+    tol_dtype = torch.float32 if masked and smoothing and dtype == torch.float64 else None
+    close(p, p_ref, tol_dtype, what="probs")
+    close(ent, ent_ref, tol_dtype, what="entropy")
+    if mask is not None:
+        assert (p[~mask] == 0).all(), "masked positions must be exactly 0"
+    g = torch.Generator().manual_seed(2)
+    gp = torch.randn(B, N, generator=g, dtype=torch.float64).to(dtype)
+    ge = torch.randn(B, generator=g, dtype=torch.float64).to(dtype)
+    gx = OPS.softmax_bwd(p_ref, gp, ge, mask, temperature, smoothing)
+    close(gx, R.softmax_bwd(p_ref, gp, ge, mask, temperature, smoothing), tol_dtype, what="grad_x")
+
+
+def test_softmax_extremes():
+    # -inf logits, a single valid position, and a huge dynamic range across 512-wide chunks.
+    x = torch.zeros(3, 1500, dtype=torch.float64)
+    x[0, :700] = -float("inf")
+    x[1, 1200] = 800.0
+    x[2] = torch.linspace(-500, 500, 1500, dtype=torch.float64)
+    mask = torch.ones(3, 1500, dtype=torch.bool)
+    mask[1, :] = False
+    mask[1, 1200] = True
+    for m in (None, mask):
+        for s in (0.0, 0.3):
+            p, ent = OPS.softmax_fwd(x, m, 1.0, s)
+            p_ref, ent_ref = R.softmax_fwd(x, m, 1.0, s)
+            tol = torch.float32 if m is not None and s else None  # reference's float32 s / n_valid
+            close(p, p_ref, tol, what=f"probs s={s}")
+            close(ent, ent_ref, tol, what=f"entropy s={s}")
+    assert torch.isfinite(OPS.softmax_fwd(x, mask, 1.0, 0.0)[1]).all()
+
+
+def _probs(B, N, dtype, zero_frac=0.3, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x = 2 * torch.randn(B, N, generator=g, dtype=torch.float64)
+    x[torch.rand(B, N, generator=g) < zero_frac] = -float("inf")
+    x[:, 0] = 0.0  # at least one positive position per row
+    return torch.softmax(x, 1).to(dtype)
+
+
+def _seed(a=12345, b=678):
+    return torch.tensor([a, b], dtype=torch.int64)
+
+
+@pytest.mark.parametrize("B,N,k", [(1, 1, 1), (1, 97, 5), (64, 781, 10), (16, 1823, 40), (8, 97, 60)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_without_replacement_matches_reference(B, N, k, dtype):
+    probs = _probs(B, N, dtype, zero_frac=0.0 if k > 20 else 0.3)
+    seed = _seed()
+    idx = OPS.sample(probs, k, False, seed)
+    ref = R.sample(probs, k, False, seed)
+    assert idx.dtype == torch.int64 and idx.shape == (B, k)
+    rows_equal = (idx == ref).all(1)
+    if dtype == torch.float64:
+        assert rows_equal.all(), f"rows differ: {(~rows_equal).nonzero().flatten().tolist()}"
+    else:
+        # float32 keys: torch's vectorised log and libm's can differ by an ulp, reordering near-ties.
+        assert rows_equal.double().mean() >= 0.99, f"{(~rows_equal).sum()} / {B} rows differ"
+    # Always: distinct, and never a zero-probability position.
+    assert (idx.sort(1).values.diff(dim=1) != 0).all()
+    assert (probs.gather(1, idx) > 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_without_replacement_many_rows(dtype):
+    # Many rows make near-ties likely, so an off-by-one-bit uniform (e.g. a wrong shift) shows up here.
+    probs = _probs(3000, 781, dtype)
+    idx = OPS.sample(probs, 16, False, _seed(7, 9))
+    ref = R.sample(probs, 16, False, _seed(7, 9))
+    rows_equal = (idx == ref).all(1)
+    assert rows_equal.double().mean() >= (1.0 if dtype == torch.float64 else 0.99), (~rows_equal).sum()
+
+
+@pytest.mark.parametrize("B,N,k", [(1, 1, 3), (1, 97, 5), (64, 781, 10), (16, 1823, 40)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_with_replacement_matches_reference(B, N, k, dtype):
+    probs = _probs(B, N, dtype)
+    probs[:, max(1, N - 3) :] = 0  # trailing zeros exercise the clamp onto the last positive position
+    seed = _seed(99, 2**31 - 2)
+    idx = OPS.sample(probs, k, True, seed)
+    ref = R.sample(probs, k, True, seed)
+    # The cdf is accumulated exactly like torch.cumsum and u * total is one IEEE multiply: bit for bit.
+    assert torch.equal(idx, ref), f"{(idx != ref).sum()} draws differ"
+    assert (probs.gather(1, idx) > 0).all()
+
+
+def _with_threads(n, fn):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_bitwise_identical_across_thread_counts():
+    x = _logits(37, 1823, torch.float32)
+    mask = _mask(37, 1823)
+    probs = _probs(37, 1823, torch.float32)
+    gp, ge = torch.randn(37, 1823), torch.randn(37)
+    img = torch.randint(0, 255, (3, 3, 200, 170), dtype=torch.uint8)
+    offs = torch.randint(-20, 200, (3, 50, 2))
+    mean, std = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([50.0, 60.0, 70.0])
+
+    def run():
+        p, e = OPS.softmax_fwd(x, mask, 0.7, 0.05)
+        return [
+            p,
+            e,
+            OPS.softmax_bwd(p, gp, ge, mask, 0.7, 0.05),
+            OPS.sample(probs, 12, False, _seed()),
+            OPS.sample(probs, 12, True, _seed()),
+            OPS.gather(img, offs, 31, 17, "CHW", torch.float32, mean, std),
+        ]
+
+    one, two = _with_threads(1, run), _with_threads(2, run)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------- gather
+
+
+def _image(dtype, B=2, C=3, H=23, W=19, layout="CHW", seed=4):
+    g = torch.Generator().manual_seed(seed)
+    hi = {torch.uint8: 256, torch.uint16: 65536}.get(dtype, 1000)
+    img = torch.randint(0, hi, (B, C, H, W), generator=g, dtype=torch.int64)
+    img = img.to(dtype) if dtype != torch.uint16 else img.to(torch.int32).to(torch.uint16)
+    if dtype.is_floating_point:
+        img = img / 7.0
+        img = img.to(dtype)
+    return img if layout == "CHW" else img.permute(0, 2, 3, 1).contiguous()
+
+
+def _border_offsets(B, H, W, ph, pw):
+    """Top-left corners inside, over every border and corner, and fully outside."""
+    ys = [-ph - 5, -ph, -ph + 1, -2, 0, H // 3, H - ph, H - ph + 1, H - 1, H, H + 7]
+    xs = [-pw - 3, -pw, -pw + 1, -1, 0, W // 2, W - pw, W - pw + 2, W - 1, W, W + 9]
+    pairs = [(y, x) for y in ys for x in xs]
+    return torch.tensor(pairs, dtype=torch.int64)[None].expand(B, -1, -1).contiguous()
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64]
+)
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+@pytest.mark.parametrize("ph,pw", [(1, 1), (5, 7), (8, 4)])
+def test_gather_matches_reference_over_borders(dtype, layout, ph, pw):
+    img = _image(dtype, layout=layout)
+    offs = _border_offsets(2, 23, 19, ph, pw)
+    out = OPS.gather(img, offs, ph, pw, layout, dtype, None, None)
+    ref = R.gather(img, offs, ph, pw, layout, dtype, None, None)
+    assert out.dtype == dtype and out.is_contiguous()
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.float32])
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+@pytest.mark.parametrize("norm", ["both", "mean", "std", "none"])
+def test_gather_convert_and_normalise(dtype, out_dtype, layout, norm):
+    img = _image(dtype, layout=layout)
+    offs = _border_offsets(2, 23, 19, 6, 5)
+    mean = torch.tensor([100.5, 3.0, 7.25]) if norm in ("both", "mean") else None
+    std = torch.tensor([57.1, 2.0, 0.3]) if norm in ("both", "std") else None
+    out = OPS.gather(img, offs, 6, 5, layout, out_dtype, mean, std)
+    ref = R.gather(img, offs, 6, 5, layout, out_dtype, mean, std)
+    assert out.dtype == out_dtype
+    # Conversion and normalisation are rounded op by op like the reference: bit for bit.
+    assert torch.equal(out, ref), (out.double() - ref.double()).abs().max()
+
+
+@pytest.mark.parametrize(
+    "src,dst",
+    [
+        (torch.float32, torch.uint8),
+        (torch.uint16, torch.uint8),
+        (torch.uint8, torch.uint16),
+        (torch.float64, torch.float32),
+    ],
+)
+def test_gather_plain_conversion(src, dst):
+    img = _image(src)
+    offs = _border_offsets(2, 23, 19, 4, 4)
+    assert torch.equal(
+        OPS.gather(img, offs, 4, 4, "CHW", dst, None, None), R.gather(img, offs, 4, 4, "CHW", dst, None, None)
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_gather_non_contiguous_views(dtype):
+    big = _image(dtype, B=3, C=4, H=40, W=50)
+    offs = _border_offsets(2, 17, 21, 6, 5)
+    views = {
+        "CHW": [big[::2, 1:, 5:22, 3:45:2], big.transpose(2, 3)[:2, :3, 2:19, 1:22]],
+        # Channels-last views: strided W, and a channel stride of 1 over a larger buffer.
+        "HWC": [big.permute(0, 2, 3, 1)[::2, 5:22, 3:45:2, 1:], big.permute(0, 3, 2, 1)[:2, 1:18, 2:23, :3]],
+    }
+    for layout, vs in views.items():
+        for v in vs:
+            assert not v.is_contiguous()
+            out = OPS.gather(v, offs, 6, 5, layout, torch.float32, torch.tensor([1.0, 2, 3]), None)
+            ref = R.gather(v, offs, 6, 5, layout, torch.float32, torch.tensor([1.0, 2, 3]), None)
+            assert torch.equal(out, ref), layout
+            out = OPS.gather(v, offs, 6, 5, layout, dtype, None, None)
+            assert torch.equal(out, R.gather(v, offs, 6, 5, layout, dtype, None, None)), layout
+
+
+def test_gather_extreme_offsets_and_empty():
+    img = _image(torch.uint8)
+    offs = torch.tensor([[[2**62, -(2**62)], [-(2**62), 3]], [[0, 0], [2**63 - 1, -(2**63)]]])
+    out = OPS.gather(img, offs, 3, 3, "CHW", torch.uint8, None, None)
+    assert torch.equal(out, R.gather(img, offs.clamp(-100, 100), 3, 3, "CHW", torch.uint8, None, None))
+    empty = OPS.gather(img, torch.zeros(2, 0, 2, dtype=torch.int64), 3, 3, "CHW", torch.uint8, None, None)
+    assert empty.shape == (2, 0, 3, 3, 3)
+
+
+def _gather(image=None, offsets=None, ph=2, pw=2, layout="CHW", mean=None):
+    image = torch.zeros(1, 1, 4, 4) if image is None else image
+    offsets = torch.zeros(1, 1, 2, dtype=torch.int64) if offsets is None else offsets
+    return OPS.gather(image, offsets, ph, pw, layout, torch.float32, mean, None)
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: OPS.softmax_fwd(torch.randn(3), None, 1.0, 0.0), "x must be 2-D"),
+        (lambda: OPS.softmax_fwd(torch.randn(2, 3).half(), None, 1.0, 0.0), "x must be float32"),
+        (lambda: OPS.softmax_fwd(torch.randn(2, 3), torch.ones(2, 3), 1.0, 0.0), "mask must be bool"),
+        (lambda: OPS.softmax_fwd(torch.randn(2, 3), None, 0.0, 0.0), "temperature"),
+        (lambda: OPS.sample(torch.rand(2, 3), 4, False, _seed()), "k = 4 exceeds"),
+        (lambda: OPS.sample(torch.rand(2, 3), 1, False, torch.zeros(3, dtype=torch.int64)), "seed"),
+        (lambda: _gather(offsets=torch.zeros(1, 1, 2)), "offsets must be int64"),
+        (lambda: _gather(ph=0), "patch size"),
+        (lambda: _gather(layout="WHC"), "layout"),
+        (lambda: _gather(image=torch.zeros(1, 1, 4, 4, dtype=torch.int32)), "image must be uint8"),
+        (lambda: _gather(image=torch.zeros(1, 2, 4, 4), mean=torch.zeros(3)), "mean must have shape"),
+    ],
+)
+def test_errors_name_the_argument(call, match):
+    with pytest.raises(RuntimeError, match=match):
+        call()
