@@ -3,7 +3,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
-CUDA_HOME ?= $(shell dirname $$(dirname $$(command -v nvcc 2>/dev/null || echo /x/x/x)))
 
 .PHONY: venv build test bench demo lint info clean
 
@@ -15,9 +14,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-# The extension: C++ CPU kernels always; CUDA kernels when nvcc and a CUDA torch exist.
+# The extension: C++ CPU kernels always; CUDA kernels when nvcc and a CUDA torch exist (setup.py finds
+# the toolkit; ZOOMKERN_NO_CUDA=1 skips it, ZOOMKERN_NO_EXT=1 builds nothing native).
 build: $(STAMP)
-	CUDA_HOME=$(CUDA_HOME) $(BIN)/pip install -q --no-build-isolation --no-deps -e . 2>&1 | grep -v "^ *$$" | tail -20
+	$(BIN)/pip install -q --no-build-isolation --no-deps -e . 2>&1 | grep -v "^ *$$" | tail -20
 	$(BIN)/python -m zoomkern.info | head -3
 
 test: build

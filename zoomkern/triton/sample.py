@@ -19,6 +19,11 @@ import triton.language as tl
 MAX_BLOCK_N = 4096
 BLOCK_ELEMS = 4096  # ROWS * BLOCK_N for the Gumbel kernel
 BLOCK_K = 16  # draws handled together by the with-replacement kernel
+CHUNK = 4096  # columns per program for wide rows without replacement
+MAX_CHUNKS = 256  # chunk maxima that set the candidate threshold (the first ones; any K of them bound it)
+CHUNK_R = 2048  # columns per piece for wide rows with replacement
+MAX_CHUNKS_R = 8192  # the draw kernel holds every chunk sum of its row
+MAX_CANDIDATES = 16384  # n_chunks * k above this: the merge would not fit one program; sweep instead
 GOLDEN = 0x9E3779B9
 
 
@@ -40,8 +45,8 @@ def _uniform(s0, s1, rows, cols, STREAM_ADD: tl.constexpr, dtype: tl.constexpr):
     h = _hash32(rows.to(tl.uint32) + h)
     h = _hash32(s1 + h)
     h = _hash32(s0 + h)
-    # (h >> 8) < 2**24 converts exactly; the + 0.5 rounds once, as the float64 reference's cast does.
-    return ((h >> 8).to(dtype) + 0.5) * 5.9604644775390625e-08
+    # (h >> 9) + 0.5 has 24 significant bits: exact in float32, bit-identical to _rng.uniform.
+    return ((h >> 9).to(dtype) + 0.5) * 1.1920928955078125e-07
 
 
 @triton.jit
@@ -96,6 +101,62 @@ def _sample_patches_kernel(
             prev_idx = best_idx
 
 
+# Wide rows without replacement, three launches over CHUNK-wide pieces (B x n_chunks programs):
+# 1. cmax[b, c] = the largest key of chunk c.
+# 2. thr = the K-th largest of the row's first <= MAX_CHUNKS chunk maxima: K chunks hold a key >= thr, so
+#    every top-K key is >= thr. Each chunk keeps its top keys >= thr (at most K, in draw order) as
+#    candidates in a (B, n_chunks * K) scratch, -inf in unused slots; usually only a few per chunk.
+# 3. One program per row draws the K best candidates. Equal keys sit in ascending index order in the
+#    scratch (chunks in order, draw order within a chunk), and argmax takes the first: lower index first.
+
+
+@triton.jit
+def _gumbel_chunk_kernel(p_ptr, seed_ptr, cmax_ptr, ck_ptr, ci_ptr, N, K, NC, stride_p,
+                         CANDIDATES: tl.constexpr, CHUNK: tl.constexpr, K_P: tl.constexpr,
+                         NC_P: tl.constexpr):  # fmt: skip
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    s0 = tl.load(seed_ptr).to(tl.uint32)
+    s1 = tl.load(seed_ptr + 1).to(tl.uint32)
+    cols = c.to(tl.int64) * CHUNK + tl.arange(0, CHUNK)
+    rows = row + tl.arange(0, 1)
+    keys, ok = _gumbel_keys(p_ptr, rows, rows >= 0, cols, N, stride_p, s0, s1)
+    keys = tl.reshape(keys, [CHUNK])
+    if not CANDIDATES:
+        tl.store(cmax_ptr + row * NC + c, tl.max(keys, axis=0))
+    else:
+        ch = tl.arange(0, NC_P)
+        cm = tl.load(cmax_ptr + row * NC + ch, mask=ch < NC, other=float("-inf"))
+        n_ge = tl.sum((cm[None, :] >= cm[:, None]).to(tl.int32), axis=1)
+        thr = tl.max(tl.where(n_ge >= K, cm, float("-inf")), axis=0)
+        slot = tl.arange(0, K_P)
+        ck = tl.zeros([K_P], dtype=keys.dtype) - float("inf")
+        ci = tl.zeros([K_P], dtype=tl.int64) + N
+        best, bi = tl.max(keys, axis=0, return_indices=True)
+        j = 0
+        while (j < K) & (best >= thr) & (best > float("-inf")):
+            ck = tl.where(slot == j, best, ck)
+            ci = tl.where(slot == j, c.to(tl.int64) * CHUNK + bi, ci)
+            keys = tl.where(tl.arange(0, CHUNK) == bi, float("-inf"), keys)
+            best, bi = tl.max(keys, axis=0, return_indices=True)
+            j += 1
+        at = (row * NC + c) * K + slot
+        tl.store(ck_ptr + at, ck, mask=slot < K)
+        tl.store(ci_ptr + at, ci, mask=slot < K)
+
+
+@triton.jit
+def _gumbel_merge_kernel(ck_ptr, ci_ptr, out_ptr, K, M, stride_o, M_P: tl.constexpr):
+    """out[b, :K] = indices of the K best of the row's M candidates (keys descending, first slot on ties)."""
+    row = tl.program_id(0).to(tl.int64)
+    slot = tl.arange(0, M_P)
+    keys = tl.load(ck_ptr + row * M + slot, mask=slot < M, other=float("-inf"))
+    for j in range(0, K):
+        _, at = tl.max(keys, axis=0, return_indices=True)
+        tl.store(out_ptr + row * stride_o + j, tl.load(ci_ptr + row * M + at))
+        keys = tl.where(slot == at, float("-inf"), keys)
+
+
 @triton.jit
 def _sample_replace_kernel(p_ptr, seed_ptr, out_ptr, N, K, stride_p, stride_o,
                            BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
@@ -129,6 +190,45 @@ def _sample_replace_kernel(p_ptr, seed_ptr, out_ptr, N, K, stride_p, stride_o,
         tl.store(out_ptr + row * stride_o + draws, tl.minimum(count, last), mask=draws < K)
 
 
+# Wide rows with replacement: chunk sums (and last positive positions) per CHUNK_R-wide piece, then one
+# program per draw: the cdf is chunk prefix + in-chunk cumsum, the carry being each chunk's max cumsum
+# (adding non-negative terms never decreases a float), so it is non-decreasing across chunk boundaries
+# and "the draw's chunk, then its place inside" counts exactly the cdf values <= u * total.
+
+
+@triton.jit
+def _replace_chunk_kernel(p_ptr, csum_ptr, clast_ptr, N, NC, stride_p, CHUNK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    c = tl.program_id(1)
+    cols = c.to(tl.int64) * CHUNK + tl.arange(0, CHUNK)
+    p = tl.load(p_ptr + row * stride_p + cols, mask=cols < N, other=0.0)
+    tl.store(csum_ptr + row * NC + c, tl.max(tl.cumsum(p, axis=0), axis=0))
+    tl.store(clast_ptr + row * NC + c, tl.max(tl.where(p > 0, cols, -1), axis=0))
+
+
+@triton.jit
+def _replace_draw_kernel(p_ptr, seed_ptr, csum_ptr, clast_ptr, out_ptr, N, NC, stride_p, stride_o,
+                         CHUNK: tl.constexpr, NC_P: tl.constexpr):  # fmt: skip
+    row = tl.program_id(0).to(tl.int64)
+    d = tl.program_id(1)
+    s0 = tl.load(seed_ptr).to(tl.uint32)
+    s1 = tl.load(seed_ptr + 1).to(tl.uint32)
+    ch = tl.arange(0, NC_P)
+    cs = tl.load(csum_ptr + row * NC + ch, mask=ch < NC, other=0.0)
+    ends = tl.cumsum(cs, axis=0)  # cdf at each chunk's end
+    last = tl.max(tl.load(clast_ptr + row * NC + ch, mask=ch < NC, other=-1), axis=0)
+    last = tl.where(last < 0, N - 1, last)  # no positive position (invalid input): as the reference
+    u = _uniform(s0, s1, row, d + tl.arange(0, 1), 0x9E3779B9, cs.dtype)
+    t = tl.max(u, axis=0) * tl.max(tl.where(ch < NC, ends, 0.0), axis=0)
+    c = tl.sum(((ends <= t) & (ch < NC)).to(tl.int32), axis=0)  # the draw's chunk (NC: past the end)
+    start = tl.max(tl.where(ch < c, ends, 0.0), axis=0)
+    cols = c.to(tl.int64) * CHUNK + tl.arange(0, CHUNK)
+    p = tl.load(p_ptr + row * stride_p + cols, mask=(cols < N) & (c < NC), other=0.0)
+    le = ((start + tl.cumsum(p, axis=0)) <= t) & (cols < N)
+    idx = c.to(tl.int64) * CHUNK + tl.sum(le.to(tl.int64), axis=0)
+    tl.store(out_ptr + row * stride_o + d, tl.minimum(idx, last.to(tl.int64)))
+
+
 def sample(probs, k: int, replace: bool, seed):
     """probs (B, N) float32/64 contiguous, seed int64 (2,) on probs' device -> indices (B, k) int64."""
     B, N = probs.shape
@@ -136,11 +236,33 @@ def sample(probs, k: int, replace: bool, seed):
     if B == 0 or k == 0:
         return out
     block_n = min(triton.next_power_of_2(max(N, 1)), MAX_BLOCK_N)
+    if replace and N > CHUNK_R and triton.cdiv(N, CHUNK_R) <= MAX_CHUNKS_R:
+        nc = triton.cdiv(N, CHUNK_R)
+        csum = torch.empty(B, nc, dtype=probs.dtype, device=probs.device)
+        clast = torch.empty(B, nc, dtype=torch.int64, device=probs.device)
+        _replace_chunk_kernel[(B, nc)](probs, csum, clast, N, nc, probs.stride(0), CHUNK=CHUNK_R)
+        _replace_draw_kernel[(B, k)](probs, seed, csum, clast, out, N, nc, probs.stride(0), out.stride(0),
+                                     CHUNK=CHUNK_R, NC_P=triton.next_power_of_2(nc))  # fmt: skip
+        return out
     if replace:
         bn = min(block_n, 1024)  # the (BLOCK_K, BLOCK_N) comparison tile stays small
         _sample_replace_kernel[(B,)](
             probs, seed, out, N, k, probs.stride(0), out.stride(0), BLOCK_K=BLOCK_K, BLOCK_N=bn
         )
+        return out
+    nc = triton.cdiv(N, CHUNK)
+    if N > block_n and nc * k <= MAX_CANDIDATES:
+        m_p = triton.next_power_of_2(nc * k)
+        nc_p = min(triton.next_power_of_2(nc), MAX_CHUNKS)
+        cmax = torch.empty(B, nc, dtype=probs.dtype, device=probs.device)
+        ck = torch.empty(B, nc * k, dtype=probs.dtype, device=probs.device)
+        ci = torch.empty(B, nc * k, dtype=torch.int64, device=probs.device)
+        for cands in (False, True):
+            _gumbel_chunk_kernel[(B, nc)](
+                probs, seed, cmax, ck, ci, N, k, nc, probs.stride(0),
+                CANDIDATES=cands, CHUNK=CHUNK, K_P=triton.next_power_of_2(k), NC_P=nc_p, num_warps=8,
+            )  # fmt: skip
+        _gumbel_merge_kernel[(B,)](ck, ci, out, k, nc * k, out.stride(0), M_P=m_p, num_warps=8)
         return out
     rows = max(1, BLOCK_ELEMS // block_n)
     _sample_patches_kernel[(triton.cdiv(B, rows),)](

@@ -1,9 +1,10 @@
 """Spatial softmax (forward and backward) in Triton.
 
-Each program owns ``ROWS`` rows of ``x`` (B, N) and walks the columns in blocks of ``BLOCK_N``. When a
-row fits in one block (``SINGLE``) it is read once and kept in registers; otherwise the forward reads it
-twice (online max/sum/count, then write probs and accumulate the entropy) and the backward three times
-at most. Arithmetic runs in the input dtype (float32 or float64).
+A row that fits one block (<= MAX_BLOCK_N) is read once and kept in registers; each program owns ``ROWS``
+such rows. A wider row is split into CHUNK-wide pieces, one program each (a few long rows still fill the
+GPU): the forward writes per-chunk (max, sum exp, count), then combines them and writes probs and
+per-chunk entropy; the backward writes per-chunk sum(q g), then combines and writes the gradient.
+Arithmetic runs in the input dtype (float32 or float64).
 
 Host floats reach a kernel as float32, so the temperature and the smoothing travel as (hi, lo) float32
 pairs: float32 rows use hi (what PyTorch does with a Python scalar), float64 rows use hi + lo (48 bits,
@@ -16,8 +17,9 @@ import torch
 import triton
 import triton.language as tl
 
-MAX_BLOCK_N = 2048  # widest column block; wider rows loop
+MAX_BLOCK_N = 2048  # widest whole-row block; wider rows are split
 BLOCK_ELEMS = 4096  # ROWS * BLOCK_N: a block covers many short rows (keeps the interpreter grid small)
+CHUNK = 8192  # columns per program on the split path (wide rows)
 
 
 def split_f32(v: float) -> tuple[float, float]:
@@ -75,49 +77,14 @@ def _spatial_softmax_fwd_kernel(
     first = tl.load(x_ptr + rows * stride_x, mask=row_ok, other=0.0)
     temp = _scalar(t_hi, t_lo, first)
     smooth = _scalar(s_hi, s_lo, first)
-    zero = tl.zeros([ROWS], dtype=first.dtype)
-    if SINGLE:  # the whole row sits in registers: one read
-        z, ok = _load_z(x_ptr, mask_ptr, rows, row_ok, cols0, N, stride_x, stride_m, temp, HAS_MASK)
-        m = tl.max(z, axis=1)
-        m = tl.where(m == float("-inf"), 0.0, m)  # padding rows of the block
-        s = tl.sum(tl.exp(z - m[:, None]), axis=1)
-        cnt = tl.sum(ok.to(first.dtype), axis=1)
-        ent = _probs_store(
-            z,
-            ok,
-            m,
-            1.0 / tl.where(s > 0, s, 1.0),
-            cnt,
-            smooth,
-            p_ptr,
-            rows,
-            row_ok,
-            cols0,
-            N,
-            stride_p,
-            SMOOTH,
-        )
-    else:
-        m = zero - float("inf")
-        s = zero
-        cnt = zero
-        # Pass 1: online max, rescaled sum of exponentials, count of valid positions.
-        for c0 in range(0, N, BLOCK_N):
-            z, ok = _load_z(x_ptr, mask_ptr, rows, row_ok, c0 + cols0, N, stride_x, stride_m, temp, HAS_MASK)
-            m_new = tl.maximum(m, tl.max(z, axis=1))
-            # A row with nothing valid yet has m_new = -inf; shift by 0 there to avoid inf - inf.
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe[:, None]), axis=1)
-            cnt += tl.sum(ok.to(first.dtype), axis=1)
-            m = m_new
-        m = tl.where(m == float("-inf"), 0.0, m)
-        inv_s = 1.0 / tl.where(s > 0, s, 1.0)  # s = 0 only on padding rows
-        ent = zero
-        # Pass 2: write probs, accumulate the entropy.
-        for c0 in range(0, N, BLOCK_N):
-            cols = c0 + cols0
-            z, ok = _load_z(x_ptr, mask_ptr, rows, row_ok, cols, N, stride_x, stride_m, temp, HAS_MASK)
-            ent += _probs_store(z, ok, m, inv_s, cnt, smooth, p_ptr, rows, row_ok, cols, N, stride_p, SMOOTH)
+    # The whole row sits in registers (SINGLE must be True; wider rows take the split kernels).
+    z, ok = _load_z(x_ptr, mask_ptr, rows, row_ok, cols0, N, stride_x, stride_m, temp, HAS_MASK)
+    m = tl.max(z, axis=1)
+    m = tl.where(m == float("-inf"), 0.0, m)  # padding rows of the block
+    s = tl.sum(tl.exp(z - m[:, None]), axis=1)
+    cnt = tl.sum(ok.to(first.dtype), axis=1)
+    inv_s = 1.0 / tl.where(s > 0, s, 1.0)
+    ent = _probs_store(z, ok, m, inv_s, cnt, smooth, p_ptr, rows, row_ok, cols0, N, stride_p, SMOOTH)
     tl.store(ent_ptr + rows, ent, mask=row_ok)
 
 
@@ -155,33 +122,128 @@ def _spatial_softmax_bwd_kernel(
     temp = _scalar(t_hi, t_lo, first)
     smooth = _scalar(s_hi, s_lo, first)
     zero = tl.zeros([ROWS], dtype=first.dtype)
+    ok = row_ok[:, None] & (cols0[None, :] < N)
     cnt = zero + N
-    if SMOOTH and HAS_MASK:
-        # q depends on the number of valid positions, so count them first.
-        cnt = zero
-        for c0 in range(0, N, BLOCK_N):
-            cols = c0 + cols0
-            ok = row_ok[:, None] & (cols[None, :] < N)
-            mk = tl.load(mask_ptr + rows[:, None] * stride_m + cols[None, :], mask=ok, other=0)
-            cnt += tl.sum((ok & (mk != 0)).to(first.dtype), axis=1)
-    if SINGLE:
-        q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, cols0, N, stride_p, stride_gp, stride_m,
-                              ge, cnt, smooth, HAS_MASK, SMOOTH)  # fmt: skip
-        dot = tl.sum(q * g, axis=1)
-        gz = q * (g - dot[:, None]) / temp
-        tl.store(gx_ptr + rows[:, None] * stride_gx + cols0[None, :], gz, mask=ok)
-    else:
-        dot = zero
-        for c0 in range(0, N, BLOCK_N):
-            q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, c0 + cols0, N, stride_p, stride_gp,
-                                  stride_m, ge, cnt, smooth, HAS_MASK, SMOOTH)  # fmt: skip
-            dot += tl.sum(q * g, axis=1)
-        for c0 in range(0, N, BLOCK_N):
-            cols = c0 + cols0
+    if SMOOTH and HAS_MASK:  # q depends on the number of valid positions
+        mk = tl.load(mask_ptr + rows[:, None] * stride_m + cols0[None, :], mask=ok, other=0)
+        cnt = tl.sum((ok & (mk != 0)).to(first.dtype), axis=1)
+    # The whole row sits in registers (SINGLE must be True; wider rows take the split kernels).
+    q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, cols0, N, stride_p, stride_gp, stride_m,
+                          ge, cnt, smooth, HAS_MASK, SMOOTH)  # fmt: skip
+    dot = tl.sum(q * g, axis=1)
+    tl.store(gx_ptr + rows[:, None] * stride_gx + cols0[None, :], q * (g - dot[:, None]) / temp, mask=ok)
+
+
+# Split rows: a row wider than one block is cut into CHUNK-wide pieces, one program each, so a few long
+# rows still fill every SM. Pass 1 writes per-chunk partials to a small (B, n_chunks) scratch; pass 2
+# combines the row's partials (in chunk order: deterministic) and writes its chunk.
+
+
+@triton.jit
+def _softmax_stats_kernel(x_ptr, mask_ptr, st_ptr, B, N, NC, stride_x, stride_m, t_hi, t_lo,
+                          HAS_MASK: tl.constexpr, CHUNK: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
+    """st[row, chunk] = (max z, sum exp(z - max), #valid) over one chunk."""
+    rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
+    row_ok = rows < B
+    c_start = tl.program_id(1).to(tl.int64) * CHUNK
+    cols0 = tl.arange(0, BLOCK_N)
+    first = tl.load(x_ptr + rows * stride_x, mask=row_ok, other=0.0)
+    temp = _scalar(t_hi, t_lo, first)
+    m = tl.zeros([1], dtype=first.dtype) - float("inf")
+    s = tl.zeros([1], dtype=first.dtype)
+    cnt = tl.zeros([1], dtype=first.dtype)
+    for i in range(0, CHUNK, BLOCK_N):
+        z, ok = _load_z(
+            x_ptr, mask_ptr, rows, row_ok, c_start + i + cols0, N, stride_x, stride_m, temp, HAS_MASK
+        )
+        m_new = tl.maximum(m, tl.max(z, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe[:, None]), axis=1)
+        cnt += tl.sum(ok.to(first.dtype), axis=1)
+        m = m_new
+    at = st_ptr + (rows * NC + tl.program_id(1)) * 3
+    tl.store(at, m, mask=row_ok)
+    tl.store(at + 1, s, mask=row_ok)
+    tl.store(at + 2, cnt, mask=row_ok)
+
+
+@triton.jit
+def _softmax_apply_kernel(x_ptr, mask_ptr, st_ptr, p_ptr, ent_ptr, B, N, NC, stride_x, stride_m, stride_p,
+                          t_hi, t_lo, s_hi, s_lo, HAS_MASK: tl.constexpr, SMOOTH: tl.constexpr,
+                          CHUNK: tl.constexpr, BLOCK_N: tl.constexpr, NC_P: tl.constexpr):  # fmt: skip
+    """Combine the row's chunk stats, write this chunk's probs and its entropy part ent[row, chunk]."""
+    rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
+    row_ok = rows < B
+    c_start = tl.program_id(1).to(tl.int64) * CHUNK
+    cols0 = tl.arange(0, BLOCK_N)
+    first = tl.load(x_ptr + rows * stride_x, mask=row_ok, other=0.0)
+    temp = _scalar(t_hi, t_lo, first)
+    smooth = _scalar(s_hi, s_lo, first)
+    ch = tl.arange(0, NC_P)
+    at = st_ptr + (rows[:, None] * NC + ch[None, :]) * 3
+    ch_ok = row_ok[:, None] & (ch[None, :] < NC)
+    mc = tl.load(at, mask=ch_ok, other=float("-inf"))
+    sc = tl.load(at + 1, mask=ch_ok, other=0.0)
+    m = tl.max(mc, axis=1)
+    m = tl.where(m == float("-inf"), 0.0, m)
+    s = tl.sum(tl.where(mc == float("-inf"), 0.0, sc * tl.exp(mc - m[:, None])), axis=1)
+    cnt = tl.sum(tl.load(at + 2, mask=ch_ok, other=0.0), axis=1)
+    inv_s = 1.0 / tl.where(s > 0, s, 1.0)
+    ent = tl.zeros([1], dtype=first.dtype)
+    for i in range(0, CHUNK, BLOCK_N):
+        cols = c_start + i + cols0
+        z, ok = _load_z(x_ptr, mask_ptr, rows, row_ok, cols, N, stride_x, stride_m, temp, HAS_MASK)
+        ent += _probs_store(z, ok, m, inv_s, cnt, smooth, p_ptr, rows, row_ok, cols, N, stride_p, SMOOTH)
+    tl.store(ent_ptr + rows * NC + tl.program_id(1), ent, mask=row_ok)
+
+
+@triton.jit
+def _softmax_bwd_split_kernel(
+    p_ptr, gp_ptr, ge_ptr, mask_ptr, cnt_ptr, dot_ptr, gx_ptr, B, N, NC, stride_p, stride_gp, stride_m,
+    stride_gx, t_hi, t_lo, s_hi, s_lo,
+    HAS_MASK: tl.constexpr, SMOOTH: tl.constexpr, WRITE: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_N: tl.constexpr, NC_P: tl.constexpr,
+):  # fmt: skip
+    """WRITE=False: dot[row, chunk] = sum q g over the chunk. WRITE=True: combine those, write the grads."""
+    rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
+    row_ok = rows < B
+    c_start = tl.program_id(1).to(tl.int64) * CHUNK
+    cols0 = tl.arange(0, BLOCK_N)
+    first = tl.load(p_ptr + rows * stride_p, mask=row_ok, other=0.0)
+    ge = tl.load(ge_ptr + rows, mask=row_ok, other=0.0).to(first.dtype)
+    temp = _scalar(t_hi, t_lo, first)
+    smooth = _scalar(s_hi, s_lo, first)
+    cnt = tl.zeros([1], dtype=first.dtype) + N
+    if SMOOTH and HAS_MASK:  # counted by the host (mask.sum): q depends on it
+        cnt = tl.load(cnt_ptr + rows, mask=row_ok, other=1.0).to(first.dtype)
+    if WRITE:
+        ch = tl.arange(0, NC_P)
+        ch_ok = row_ok[:, None] & (ch[None, :] < NC)
+        dot = tl.sum(tl.load(dot_ptr + rows[:, None] * NC + ch[None, :], mask=ch_ok, other=0.0), axis=1)
+        for i in range(0, CHUNK, BLOCK_N):
+            cols = c_start + i + cols0
             q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, cols, N, stride_p, stride_gp,
                                   stride_m, ge, cnt, smooth, HAS_MASK, SMOOTH)  # fmt: skip
-            gz = q * (g - dot[:, None]) / temp
-            tl.store(gx_ptr + rows[:, None] * stride_gx + cols[None, :], gz, mask=ok)
+            tl.store(
+                gx_ptr + rows[:, None] * stride_gx + cols[None, :], q * (g - dot[:, None]) / temp, mask=ok
+            )
+    else:
+        dot = tl.zeros([1], dtype=first.dtype)
+        for i in range(0, CHUNK, BLOCK_N):
+            q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, c_start + i + cols0, N, stride_p,
+                                  stride_gp, stride_m, ge, cnt, smooth, HAS_MASK, SMOOTH)  # fmt: skip
+            dot += tl.sum(q * g, axis=1)
+        tl.store(dot_ptr + rows * NC + tl.program_id(1), dot, mask=row_ok)
+
+
+def _split(N: int) -> tuple[int, int]:
+    """(chunks per row, next power of two) for the split path; (0, 1) keeps the whole-row kernels.
+
+    The split path moves the same bytes as the two-pass whole-row loop, so every wide row takes it."""
+    if N <= MAX_BLOCK_N:
+        return 0, 1
+    nc = triton.cdiv(N, CHUNK)
+    return nc, triton.next_power_of_2(nc)
 
 
 def softmax_fwd(x, mask, temperature: float, smoothing: float):
@@ -193,6 +255,18 @@ def softmax_fwd(x, mask, temperature: float, smoothing: float):
         return p, ent.zero_()
     rows, block_n = blocks(N)
     m = mask.view(torch.uint8) if mask is not None else x  # dummy pointer when there is no mask
+    nc, nc_p = _split(N)
+    if nc:
+        st = torch.empty(B, nc, 3, dtype=x.dtype, device=x.device)
+        ent_part = torch.empty(B, nc, dtype=x.dtype, device=x.device)
+        args = (B, N, nc, x.stride(0), m.stride(0))
+        _softmax_stats_kernel[(B, nc)](x, m, st, *args, *split_f32(temperature),
+                                       HAS_MASK=mask is not None, CHUNK=CHUNK, BLOCK_N=block_n)  # fmt: skip
+        _softmax_apply_kernel[(B, nc)](
+            x, m, st, p, ent_part, *args, p.stride(0), *split_f32(temperature), *split_f32(smoothing),
+            HAS_MASK=mask is not None, SMOOTH=smoothing != 0, CHUNK=CHUNK, BLOCK_N=block_n, NC_P=nc_p,
+        )  # fmt: skip
+        return p, torch.sum(ent_part, dim=1, out=ent)
     _spatial_softmax_fwd_kernel[(triton.cdiv(B, rows),)](
         x, m, p, ent, B, N, x.stride(0), m.stride(0), p.stride(0),
         *split_f32(temperature), *split_f32(smoothing),
@@ -211,6 +285,18 @@ def softmax_bwd(p, grad_p, grad_ent, mask, temperature: float, smoothing: float)
     gx = torch.empty_like(p)
     rows, block_n = blocks(N)
     m = mask.view(torch.uint8) if mask is not None else p
+    nc, nc_p = _split(N)
+    if nc:
+        smooth_mask = mask is not None and smoothing != 0
+        cnt = mask.sum(1, dtype=p.dtype) if smooth_mask else p  # no sync: read on the device
+        dot = torch.empty(B, nc, dtype=p.dtype, device=p.device)
+        for write in (False, True):
+            _softmax_bwd_split_kernel[(B, nc)](
+                p, grad_p, grad_ent, m, cnt, dot, gx, B, N, nc, p.stride(0), grad_p.stride(0), m.stride(0),
+                gx.stride(0), *split_f32(temperature), *split_f32(smoothing), HAS_MASK=mask is not None,
+                SMOOTH=smoothing != 0, WRITE=write, CHUNK=CHUNK, BLOCK_N=block_n, NC_P=nc_p,
+            )  # fmt: skip
+        return gx
     _spatial_softmax_bwd_kernel[(triton.cdiv(B, rows),)](
         p, grad_p, grad_ent, m, gx, B, N, p.stride(0), grad_p.stride(0), m.stride(0), gx.stride(0),
         *split_f32(temperature), *split_f32(smoothing),
