@@ -17,7 +17,9 @@ venv: $(STAMP)
 # The extension: C++ CPU kernels always; CUDA kernels when nvcc and a CUDA torch exist (setup.py finds
 # the toolkit; ZOOMKERN_NO_CUDA=1 skips it, ZOOMKERN_NO_EXT=1 builds nothing native).
 build: $(STAMP)
-	$(BIN)/pip install -q --no-build-isolation --no-deps -e . 2>&1 | grep -v "^ *$$" | tail -20
+	@echo "building zoomkern._C (C++ and, where nvcc exists, CUDA: a few minutes)..."
+	$(BIN)/pip install -v --no-build-isolation --no-deps -e . > $(VENV)/build.log 2>&1 || (tail -40 $(VENV)/build.log; exit 1)
+	grep "zoomkern setup:" $(VENV)/build.log | sort -u
 	$(BIN)/python -m zoomkern.info | head -3
 
 test: build

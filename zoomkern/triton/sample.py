@@ -2,12 +2,14 @@
 
 Without replacement (Gumbel-top-k): key_j = log p_j - log(-log u_j), -inf where p_j <= 0; the k largest
 keys in descending order. A row that fits one block keeps its keys in registers and runs k masked argmax
-steps. A wider row is swept k times; each sweep recomputes the keys (cheaper than a scratch buffer and
-needs no barrier) and takes the largest key that ranks strictly after the previous draw in the order
-(key descending, index ascending), so ties break exactly like the single-block path.
+steps. A wider row is split over many programs (chunk maxima, per-chunk candidates above a threshold,
+one merge per row; see below). Only when k * n_chunks is too large for the merge is the row swept k
+times instead, each sweep taking the largest key ranking strictly after the previous draw in the order
+(key descending, index ascending), so ties break exactly like the other paths.
 
 With replacement: draw m uses u(row, m, stream 1); its index is the number of cumulative sums <= u * total
-(searchsorted right), clamped to the last positive position.
+(searchsorted right), clamped to the last positive position. Wide rows: chunk sums, then one program
+per draw.
 """
 
 from __future__ import annotations
