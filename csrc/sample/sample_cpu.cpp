@@ -42,21 +42,31 @@ void topk_row(const scalar_t* p, int64_t N, int64_t k, uint32_t s0, uint32_t s1,
   // std heap functions with ranks_before as "less" keep the WORST kept key at heap.front().
   auto cmp = [](const Key<scalar_t>& a, const Key<scalar_t>& b) { return ranks_before(a, b); };
   heap.clear();
+  // Every uniform is <= 1 - 2^-24, so no Gumbel noise exceeds -log(-log(1 - 2^-24)) = 16.6355 (16.7 covers
+  // rounding). Once the heap is full, a p_j below exp(worst - 16.7) cannot enter it: skip its hash and two
+  // logs. Skipped keys are never computed, so the result is identical to the full scan.
+  constexpr double kMaxGumbel = 16.7;
+  scalar_t p_skip = scalar_t(0);
   for (int64_t j = 0; j < N; ++j) {
+    if (p[j] < p_skip) continue;
     scalar_t key = ninf;
     if (p[j] > scalar_t(0)) {
       const scalar_t u = uniform<scalar_t>(counter_hash(s0, s1, row, static_cast<uint32_t>(j), kStreamGumbel));
       key = std::log(p[j]) - std::log(-std::log(u));
     }
     const Key<scalar_t> cand{key, j};
+    bool changed = false;
     if (static_cast<int64_t>(heap.size()) < k) {
       heap.push_back(cand);
       std::push_heap(heap.begin(), heap.end(), cmp);
+      changed = static_cast<int64_t>(heap.size()) == k;
     } else if (ranks_before(cand, heap.front())) {
       std::pop_heap(heap.begin(), heap.end(), cmp);
       heap.back() = cand;
       std::push_heap(heap.begin(), heap.end(), cmp);
+      changed = true;
     }
+    if (changed) p_skip = static_cast<scalar_t>(std::exp(static_cast<double>(heap.front().key) - kMaxGumbel));
   }
   std::sort(heap.begin(), heap.end(), cmp);
   for (int64_t m = 0; m < k; ++m) out[m] = heap[m].idx;

@@ -25,12 +25,13 @@ def _sample_patches(probs: Tensor, k: int, replace: bool, seed: Tensor) -> Tenso
     flat = probs.reshape(B, -1)
     flat = flat.to(torch.float64 if flat.dtype == torch.float64 else torch.float32).contiguous()
     if flat.device.type == "cpu":  # value checks need a sync on CUDA: done on CPU only
-        if bool(torch.isnan(flat).any()):
-            raise ValueError("probs contains NaN")
-        if bool((flat < 0).any()):
-            raise ValueError("probs contains negative values")
+        lowest = flat.min() if flat.numel() else flat.new_zeros(())
+        if not bool(lowest >= 0):  # one reduction catches NaN (compares False) and negatives
+            raise ValueError(
+                "probs contains NaN" if bool(torch.isnan(flat).any()) else "probs contains negative values"
+            )
         if not replace:
-            n_pos = int((flat > 0).sum(1).min())
+            n_pos = int(torch.count_nonzero(flat, dim=1).min())
             if k > n_pos:
                 raise ValueError(
                     f"k={k} is larger than the number of positive positions ({n_pos}) of some sample; "
