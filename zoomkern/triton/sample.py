@@ -148,15 +148,19 @@ def _gumbel_chunk_kernel(p_ptr, seed_ptr, cmax_ptr, ck_ptr, ci_ptr, N, K, NC, st
 
 
 @triton.jit
-def _gumbel_merge_kernel(ck_ptr, ci_ptr, out_ptr, K, M, stride_o, M_P: tl.constexpr):
+def _gumbel_merge_kernel(ck_ptr, ci_ptr, out_ptr, K, M, stride_o, M_P: tl.constexpr, K_P: tl.constexpr):
     """out[b, :K] = indices of the K best of the row's M candidates (keys descending, first slot on ties)."""
     row = tl.program_id(0).to(tl.int64)
     slot = tl.arange(0, M_P)
     keys = tl.load(ck_ptr + row * M + slot, mask=slot < M, other=float("-inf"))
-    for j in range(0, K):
+    draw = tl.arange(0, K_P)
+    won = tl.zeros([K_P], dtype=tl.int32)
+    for j in range(0, K):  # the winning slots stay in registers: no memory round trip per draw
         _, at = tl.max(keys, axis=0, return_indices=True)
-        tl.store(out_ptr + row * stride_o + j, tl.load(ci_ptr + row * M + at))
+        won = tl.where(draw == j, at, won)
         keys = tl.where(slot == at, float("-inf"), keys)
+    idx = tl.load(ci_ptr + row * M + won, mask=draw < K, other=0)
+    tl.store(out_ptr + row * stride_o + draw, idx, mask=draw < K)
 
 
 @triton.jit
@@ -264,7 +268,9 @@ def sample(probs, k: int, replace: bool, seed):
                 probs, seed, cmax, ck, ci, N, k, nc, probs.stride(0),
                 CANDIDATES=cands, CHUNK=CHUNK, K_P=triton.next_power_of_2(k), NC_P=nc_p, num_warps=8,
             )  # fmt: skip
-        _gumbel_merge_kernel[(B,)](ck, ci, out, k, nc * k, out.stride(0), M_P=m_p, num_warps=8)
+        _gumbel_merge_kernel[(B,)](
+            ck, ci, out, k, nc * k, out.stride(0), M_P=m_p, K_P=triton.next_power_of_2(k), num_warps=8
+        )
         return out
     rows = max(1, BLOCK_ELEMS // block_n)
     _sample_patches_kernel[(triton.cdiv(B, rows),)](

@@ -1,17 +1,17 @@
 """Spatial softmax (forward and backward) in Triton.
 
-A row that fits one block (<= MAX_BLOCK_N) is read once and kept in registers; each program owns ``ROWS``
-such rows. A wider row is split into CHUNK-wide pieces, one program each (a few long rows still fill the
-GPU): the forward writes per-chunk (max, sum exp, count), then combines them and writes probs and
-per-chunk entropy; the backward writes per-chunk sum(q g), then combines and writes the gradient.
-Arithmetic runs in the input dtype (float32 or float64).
-
-Host floats reach a kernel as float32, so the temperature and the smoothing travel as (hi, lo) float32
-pairs: float32 rows use hi (what PyTorch does with a Python scalar), float64 rows use hi + lo (48 bits,
-far inside the float64 tolerance).
-"""
+A row that fits one block (<= MAX_BLOCK_N) is read once and kept in registers, ``ROWS`` rows per program.
+A wider row is split into CHUNK-wide pieces, one program each (a few long rows still fill the GPU): the
+forward writes per-chunk (max, sum exp, count), then combines them and writes probs and per-chunk
+entropy; the backward writes per-chunk sum(q g), then combines and writes the gradient. Arithmetic runs
+in the input dtype (float32 or float64). Host floats reach a kernel as float32, so the temperature and
+the smoothing travel as (hi, lo) float32 pairs: float32 rows use hi (what PyTorch does with a Python
+scalar), float64 rows use hi + lo (48 bits, far inside the float64 tolerance)."""
 
 from __future__ import annotations
+
+import math
+import struct
 
 import torch
 import triton
@@ -24,8 +24,12 @@ CHUNK = 8192  # columns per program on the split path (wide rows)
 
 def split_f32(v: float) -> tuple[float, float]:
     """(hi, lo) with hi = float32(v) and lo = float32(v - hi)."""
-    hi = float(torch.tensor(v, dtype=torch.float32))
-    return hi, float(torch.tensor(v - hi, dtype=torch.float32))
+    hi = _f32(v)
+    return hi, _f32(v - hi)
+
+
+def _f32(v: float) -> float:  # struct rounds like torch at ~1/20 the cost of a tensor (runs every launch)
+    return struct.unpack("f", struct.pack("f", v))[0] if abs(v) < 3.4028235677973366e38 else v * math.inf
 
 
 def blocks(n: int) -> tuple[int, int]:
@@ -121,9 +125,8 @@ def _spatial_softmax_bwd_kernel(
     ge = tl.load(ge_ptr + rows, mask=row_ok, other=0.0).to(first.dtype)
     temp = _scalar(t_hi, t_lo, first)
     smooth = _scalar(s_hi, s_lo, first)
-    zero = tl.zeros([ROWS], dtype=first.dtype)
     ok = row_ok[:, None] & (cols0[None, :] < N)
-    cnt = zero + N
+    cnt = tl.zeros([ROWS], dtype=first.dtype) + N
     if SMOOTH and HAS_MASK:  # q depends on the number of valid positions
         mk = tl.load(mask_ptr + rows[:, None] * stride_m + cols0[None, :], mask=ok, other=0)
         cnt = tl.sum((ok & (mk != 0)).to(first.dtype), axis=1)
@@ -134,9 +137,9 @@ def _spatial_softmax_bwd_kernel(
     tl.store(gx_ptr + rows[:, None] * stride_gx + cols0[None, :], q * (g - dot[:, None]) / temp, mask=ok)
 
 
-# Split rows: a row wider than one block is cut into CHUNK-wide pieces, one program each, so a few long
-# rows still fill every SM. Pass 1 writes per-chunk partials to a small (B, n_chunks) scratch; pass 2
-# combines the row's partials (in chunk order: deterministic) and writes its chunk.
+# Split rows (one program per CHUNK, so a few long rows still fill every SM; the same bytes as a two-pass
+# whole-row loop): pass 1 writes per-chunk partials to a (B, n_chunks) scratch; pass 2 combines the row's
+# partials in chunk order (deterministic) and writes its chunk.
 
 
 @triton.jit
@@ -149,13 +152,11 @@ def _softmax_stats_kernel(x_ptr, mask_ptr, st_ptr, B, N, NC, stride_x, stride_m,
     cols0 = tl.arange(0, BLOCK_N)
     first = tl.load(x_ptr + rows * stride_x, mask=row_ok, other=0.0)
     temp = _scalar(t_hi, t_lo, first)
-    m = tl.zeros([1], dtype=first.dtype) - float("inf")
     s = tl.zeros([1], dtype=first.dtype)
-    cnt = tl.zeros([1], dtype=first.dtype)
+    m, cnt = s - float("inf"), s
     for i in range(0, CHUNK, BLOCK_N):
-        z, ok = _load_z(
-            x_ptr, mask_ptr, rows, row_ok, c_start + i + cols0, N, stride_x, stride_m, temp, HAS_MASK
-        )
+        cols = c_start + i + cols0
+        z, ok = _load_z(x_ptr, mask_ptr, rows, row_ok, cols, N, stride_x, stride_m, temp, HAS_MASK)
         m_new = tl.maximum(m, tl.max(z, axis=1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe[:, None]), axis=1)
@@ -216,34 +217,28 @@ def _softmax_bwd_split_kernel(
     cnt = tl.zeros([1], dtype=first.dtype) + N
     if SMOOTH and HAS_MASK:  # counted by the host (mask.sum): q depends on it
         cnt = tl.load(cnt_ptr + rows, mask=row_ok, other=1.0).to(first.dtype)
+    dot = tl.zeros([1], dtype=first.dtype)
     if WRITE:
         ch = tl.arange(0, NC_P)
         ch_ok = row_ok[:, None] & (ch[None, :] < NC)
         dot = tl.sum(tl.load(dot_ptr + rows[:, None] * NC + ch[None, :], mask=ch_ok, other=0.0), axis=1)
-        for i in range(0, CHUNK, BLOCK_N):
-            cols = c_start + i + cols0
-            q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, cols, N, stride_p, stride_gp,
-                                  stride_m, ge, cnt, smooth, HAS_MASK, SMOOTH)  # fmt: skip
-            tl.store(
-                gx_ptr + rows[:, None] * stride_gx + cols[None, :], q * (g - dot[:, None]) / temp, mask=ok
-            )
-    else:
-        dot = tl.zeros([1], dtype=first.dtype)
-        for i in range(0, CHUNK, BLOCK_N):
-            q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, c_start + i + cols0, N, stride_p,
-                                  stride_gp, stride_m, ge, cnt, smooth, HAS_MASK, SMOOTH)  # fmt: skip
+    for i in range(0, CHUNK, BLOCK_N):
+        cols = c_start + i + cols0
+        q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, cols, N, stride_p, stride_gp, stride_m,
+                              ge, cnt, smooth, HAS_MASK, SMOOTH)  # fmt: skip
+        if WRITE:
+            gz = q * (g - dot[:, None]) / temp
+            tl.store(gx_ptr + rows[:, None] * stride_gx + cols[None, :], gz, mask=ok)
+        else:
             dot += tl.sum(q * g, axis=1)
+    if not WRITE:
         tl.store(dot_ptr + rows * NC + tl.program_id(1), dot, mask=row_ok)
 
 
 def _split(N: int) -> tuple[int, int]:
-    """(chunks per row, next power of two) for the split path; (0, 1) keeps the whole-row kernels.
-
-    The split path moves the same bytes as the two-pass whole-row loop, so every wide row takes it."""
-    if N <= MAX_BLOCK_N:
-        return 0, 1
-    nc = triton.cdiv(N, CHUNK)
-    return nc, triton.next_power_of_2(nc)
+    """(chunks per row, its next power of two); 0 chunks: the whole row fits one block."""
+    nc = triton.cdiv(N, CHUNK) if N > MAX_BLOCK_N else 0
+    return nc, triton.next_power_of_2(max(nc, 1))
 
 
 def softmax_fwd(x, mask, temperature: float, smoothing: float):
@@ -256,20 +251,19 @@ def softmax_fwd(x, mask, temperature: float, smoothing: float):
     rows, block_n = blocks(N)
     m = mask.view(torch.uint8) if mask is not None else x  # dummy pointer when there is no mask
     nc, nc_p = _split(N)
+    ts = (*split_f32(temperature), *split_f32(smoothing))
     if nc:
-        st = torch.empty(B, nc, 3, dtype=x.dtype, device=x.device)
-        ent_part = torch.empty(B, nc, dtype=x.dtype, device=x.device)
+        st, ent_part = torch.empty(B, nc, 3, dtype=x.dtype, device=x.device), x.new_empty(B, nc)
         args = (B, N, nc, x.stride(0), m.stride(0))
-        _softmax_stats_kernel[(B, nc)](x, m, st, *args, *split_f32(temperature),
+        _softmax_stats_kernel[(B, nc)](x, m, st, *args, *ts[:2],
                                        HAS_MASK=mask is not None, CHUNK=CHUNK, BLOCK_N=block_n)  # fmt: skip
         _softmax_apply_kernel[(B, nc)](
-            x, m, st, p, ent_part, *args, p.stride(0), *split_f32(temperature), *split_f32(smoothing),
+            x, m, st, p, ent_part, *args, p.stride(0), *ts,
             HAS_MASK=mask is not None, SMOOTH=smoothing != 0, CHUNK=CHUNK, BLOCK_N=block_n, NC_P=nc_p,
         )  # fmt: skip
         return p, torch.sum(ent_part, dim=1, out=ent)
     _spatial_softmax_fwd_kernel[(triton.cdiv(B, rows),)](
-        x, m, p, ent, B, N, x.stride(0), m.stride(0), p.stride(0),
-        *split_f32(temperature), *split_f32(smoothing),
+        x, m, p, ent, B, N, x.stride(0), m.stride(0), p.stride(0), *ts,
         HAS_MASK=mask is not None, SMOOTH=smoothing != 0, SINGLE=N <= block_n, ROWS=rows, BLOCK_N=block_n,
     )  # fmt: skip
     return p, ent
@@ -280,12 +274,12 @@ def softmax_bwd(p, grad_p, grad_ent, mask, temperature: float, smoothing: float)
     B, N = p.shape
     if smoothing >= 1.0 or B == 0 or N == 0:
         return torch.zeros_like(p)
-    grad_p = grad_p.contiguous()
-    grad_ent = grad_ent.contiguous()
+    grad_p, grad_ent = grad_p.contiguous(), grad_ent.contiguous()
     gx = torch.empty_like(p)
     rows, block_n = blocks(N)
     m = mask.view(torch.uint8) if mask is not None else p
     nc, nc_p = _split(N)
+    ts = (*split_f32(temperature), *split_f32(smoothing))
     if nc:
         smooth_mask = mask is not None and smoothing != 0
         cnt = mask.sum(1, dtype=p.dtype) if smooth_mask else p  # no sync: read on the device
@@ -293,13 +287,12 @@ def softmax_bwd(p, grad_p, grad_ent, mask, temperature: float, smoothing: float)
         for write in (False, True):
             _softmax_bwd_split_kernel[(B, nc)](
                 p, grad_p, grad_ent, m, cnt, dot, gx, B, N, nc, p.stride(0), grad_p.stride(0), m.stride(0),
-                gx.stride(0), *split_f32(temperature), *split_f32(smoothing), HAS_MASK=mask is not None,
+                gx.stride(0), *ts, HAS_MASK=mask is not None,
                 SMOOTH=smoothing != 0, WRITE=write, CHUNK=CHUNK, BLOCK_N=block_n, NC_P=nc_p,
             )  # fmt: skip
         return gx
     _spatial_softmax_bwd_kernel[(triton.cdiv(B, rows),)](
-        p, grad_p, grad_ent, m, gx, B, N, p.stride(0), grad_p.stride(0), m.stride(0), gx.stride(0),
-        *split_f32(temperature), *split_f32(smoothing),
+        p, grad_p, grad_ent, m, gx, B, N, p.stride(0), grad_p.stride(0), m.stride(0), gx.stride(0), *ts,
         HAS_MASK=mask is not None, SMOOTH=smoothing != 0, SINGLE=N <= block_n, ROWS=rows, BLOCK_N=block_n,
     )  # fmt: skip
     return gx
