@@ -1,0 +1,121 @@
+"""Pieces shared by the attention-sampling models: input views, the ink prior, draws, aggregation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import zoomkern as zk
+
+
+def pair(v) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    a, b = v
+    return (int(a), int(b))
+
+
+def check_image(image: torch.Tensor, min_size: tuple[int, int], what: str) -> None:
+    if not isinstance(image, torch.Tensor) or image.dim() != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be a (B, C, H, W) tensor, got {shape}")
+    H, W = image.shape[-2:]
+    if H < min_size[0] or W < min_size[1]:
+        raise ValueError(f"image of size {H}x{W} is smaller than the {what} {min_size[0]}x{min_size[1]}")
+
+
+def pixel_scale(image: torch.Tensor) -> float | None:
+    """Integer images are mapped to [0, 1]; float images are taken as already normalised."""
+    if image.dtype == torch.uint8:
+        return 255.0
+    if image.dtype == torch.uint16:
+        return 65535.0
+    return None
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    s = pixel_scale(x)
+    x = x.float()
+    return x / s if s else x
+
+
+def low_view(image: torch.Tensor, lowres: torch.Tensor | None, scale: float, device) -> torch.Tensor:
+    """The low-resolution view (B, C, h, w) float in [0, 1] on ``device``: the given one, or the image
+    area-downscaled by ``scale`` (which reads the whole image: pass ``lowres`` for huge ones)."""
+    if lowres is not None:
+        if lowres.dim() != 4 or lowres.shape[:2] != image.shape[:2]:
+            raise ValueError(
+                f"lowres must be (B, C, h, w) matching image {tuple(image.shape[:2])}, "
+                f"got {tuple(lowres.shape)}"
+            )
+        return to_float(lowres.to(device))
+    H, W = image.shape[-2:]
+    size = (max(1, round(H * scale)), max(1, round(W * scale)))
+    return F.interpolate(to_float(image), size=size, mode="area").to(device)
+
+
+def pool_logits(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, 1, h, w) -> (B, gh, gw). Max pooling: a small object in a large cell must not be diluted."""
+    if tuple(logits.shape[-2:]) != tuple(grid):
+        logits = F.adaptive_max_pool2d(logits, grid)
+    return logits[:, 0]
+
+
+def ink_prior(view: torch.Tensor, grid: tuple[int, int], eps: float) -> torch.Tensor:
+    """log(mean ink per cell + eps), (B, gh, gw): the cold-start prior of ALGORITHMS.md.
+    Computed under no_grad: it is a fixed bias, not something to learn through."""
+    with torch.no_grad():
+        ink = F.adaptive_avg_pool2d(view.mean(1, keepdim=True).float(), grid)[:, 0]
+        return torch.log(ink.clamp_min(0) + eps)
+
+
+def invert(probs: torch.Tensor) -> torch.Tensor:
+    """(1 - p) renormalised per sample: the contrastive pseudo-negative distribution."""
+    q = (1.0 - probs).clamp_min(0).reshape(probs.shape[0], -1)
+    q = q / q.sum(1, keepdim=True).clamp_min(1e-12)
+    return q.reshape(probs.shape)
+
+
+def draw(probs: torch.Tensor, k: int, replace: bool, deterministic: bool, generator=None):
+    """(B, *S) -> (indices (B, k'), sampled probs (B, k')). Deterministic: the top-k cells (k' <= k,
+    distinct); otherwise zk.sample_patches."""
+    if deterministic:
+        flat = probs.reshape(probs.shape[0], -1)
+        k = min(k, flat.shape[1])
+        idx = torch.topk(flat.detach(), k, dim=1).indices
+        return idx, torch.gather(flat, 1, idx)
+    s = zk.sample_patches(probs, k, replace=replace, generator=generator)
+    return s.indices, s.probs
+
+
+def aggregate(
+    features: torch.Tensor, probs: torch.Tensor, replace: bool, deterministic: bool
+) -> torch.Tensor:
+    """(B, k, D), (B, k) -> (B, D). Sampled: the unbiased zk.expectation. Deterministic top-k: the
+    attention-weighted mean of the kept cells (a biased but noise-free evaluation estimate)."""
+    if deterministic:
+        w = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+        return (w.unsqueeze(-1).to(features.dtype) * features).sum(1)
+    return zk.expectation(features, probs.to(features.dtype), replace=replace)
+
+
+def feature_dim(net: nn.Module, default: int | None) -> int:
+    d = getattr(net, "out_dim", None) or default
+    if d is None:
+        raise ValueError("feature_net has no out_dim attribute; pass feature_dim=")
+    return int(d)
+
+
+def gather(image: torch.Tensor, offsets: torch.Tensor, size: tuple[int, int], device) -> torch.Tensor:
+    """Patches (B, k, C, ph, pw) float32 on ``device``, integer images scaled to [0, 1] in the same pass.
+    The image may stay on the host (pinned): only the patch bytes travel to ``device``."""
+    s = pixel_scale(image)
+    std = [s] * image.shape[1] if s else None
+    offsets = offsets.to(image.device)
+    return zk.gather_patches(image, offsets, size, dtype=torch.float32, std=std, device=device)
+
+
+def entropy_loss(weight: float, entropy: torch.Tensor) -> torch.Tensor:
+    # ATS sign: loss += weight * sum p log p = -weight * H, so a positive weight raises the entropy.
+    return -weight * entropy.float().mean()

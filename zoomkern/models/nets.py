@@ -1,0 +1,111 @@
+"""Small default networks for the attention, feature and classifier roles.
+
+Every model takes these as arguments (any ``nn.Module`` with the same input/output shapes works);
+the defaults are deliberately small so that the demo trains on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class AttentionNet(nn.Module):
+    """(B, C, h, w) view -> (B, 1, h, w) attention logits (same resolution, 'same' padding).
+
+    The last layer starts at zero so that, at initialisation, the attention equals the prior
+    (or is uniform without one): the first draws are steered by the prior, not by random weights.
+    """
+
+    def __init__(self, in_channels: int = 1, width: int = 8, depth: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for _ in range(depth - 1):
+            layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(inplace=True)]
+            c = width
+        last = nn.Conv2d(c, 1, 3, padding=1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        layers.append(last)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class FeatureNet(nn.Module):
+    """(n, C, ph, pw) patches -> (n, out_dim) features. Global max pooling makes the feature
+    independent of where the object sits in the patch, which matters because patches are centred on
+    attention cells, not on objects."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        widths: tuple[int, ...] = (16, 32, 64),
+        out_dim: int = 64,
+        norm: bool = True,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for i, w in enumerate(widths):
+            layers.append(nn.Conv2d(c, w, 3, padding=1, bias=not norm))
+            if norm:
+                # GroupNorm, not BatchNorm: statistics per patch, so training-time sampled patches and
+                # evaluation-time top-k patches see the same normalisation.
+                layers.append(nn.GroupNorm(min(8, w), w))
+            layers.append(nn.ReLU(inplace=True))
+            if i < len(widths) - 1:
+                layers.append(nn.MaxPool2d(2))
+            c = w
+        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, out_dim), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*layers)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ConvClassifier(nn.Module):
+    """(B, C, H, W) -> (B, n_classes): a plain strided CNN, the backbone of the CNN baselines."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        n_classes: int = 10,
+        widths: tuple[int, ...] = (16, 32, 64, 64),
+        stride: int = 2,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            layers += [
+                nn.Conv2d(c, w, 3, stride=stride, padding=1, bias=False),
+                nn.GroupNorm(min(8, w), w),
+                nn.ReLU(inplace=True),
+            ]
+            c = w
+        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, n_classes)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def linear_head(in_dim: int, n_classes: int) -> nn.Module:
+    # A linear head on the expectation equals the expectation of per-patch scores: a vote weighted by
+    # attention, which is what "which digit appears most often" needs.
+    return nn.Linear(in_dim, n_classes)
+
+
+def timm_feature_net(name: str, in_channels: int = 1, **kwargs) -> nn.Module:
+    """A timm backbone as feature net (``out_dim`` set from its ``num_features``); timm is optional."""
+    try:
+        import timm
+    except ImportError as e:
+        raise ImportError("timm_feature_net needs the optional package timm (pip install timm)") from e
+    net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels, **kwargs)
+    net.out_dim = net.num_features
+    return net

@@ -1,0 +1,147 @@
+"""Training configuration: one dataclass, presets, and the model factory."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    # data
+    root: str = "data/megapixel_mnist"
+    size: tuple[int, int] = (1500, 1500)
+    n_train: int = 5000
+    n_test: int = 1000
+    n_noise: int = 50
+    scale: float = 0.12
+    data_seed: int = 0
+    # "n_noise:epochs,...": train first on canvases with fewer noise stamps (each stage is its own
+    # generated training set), then on the full one. Empty: no curriculum.
+    noise_curriculum: str = ""
+    # model
+    model: str = "zoomin"
+    n_classes: int = 10
+    tile_size: int = 250
+    s2: float = 0.2
+    sub_grid: tuple[int, int] | None = None
+    patch_size: int = 50
+    n_tiles: int = 5
+    n_sub: int = 2
+    n_patches: int = 10
+    entropy: float = 0.01
+    prior: bool = True
+    prior_eps: float = 1e-4
+    eval_topk: bool = False
+    n_tiles_eval: int | None = None
+    n_sub_eval: int | None = None
+    feature_widths: tuple[int, ...] = (16, 32, 64)
+    # optimisation
+    epochs: int = 100
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_epochs: float = 0.0
+    clip: float = 5.0
+    amp: bool = True
+    seed: int = 0
+    threads: int | None = None
+    time_limit_min: float | None = None  # stop after the epoch that crosses it (the demo's guard)
+    # output
+    out: str = "runs/zoomin"
+    resume: bool = False
+    plot_images: int = 4
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        # plain lists/values only: the checkpoint must load with weights_only=True.
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+PRESETS: dict[str, dict] = {
+    # Small canvas so that the whole run (data generation, training, test, plot) fits in 10 minutes on
+    # two CPU cores. See README / the report for the measured figures.
+    "demo": dict(
+        size=(400, 400),
+        n_train=2000,
+        n_test=500,
+        n_noise=8,
+        tile_size=100,
+        s2=0.25,
+        patch_size=32,
+        n_tiles=5,
+        n_sub=2,
+        n_patches=10,
+        epochs=8,
+        batch_size=32,
+        lr=2e-3,
+        root="data/mnist_demo",
+        out="runs/demo",
+        time_limit_min=8.0,
+    ),
+    # The ATS / Zoom-In paper setting: 1500 x 1500, 5000 / 1000 images, 10 patches of 50 x 50.
+    "paper": dict(
+        size=(1500, 1500),
+        n_train=5000,
+        n_test=1000,
+        n_noise=50,
+        tile_size=250,
+        s2=0.2,
+        patch_size=50,
+        n_tiles=5,
+        n_sub=2,
+        n_patches=10,
+        epochs=100,
+        batch_size=32,
+        lr=1e-3,
+        root="data/mnist_paper",
+        out="runs/paper",
+    ),
+}
+
+
+def build_model(cfg: TrainConfig):
+    from .. import models
+
+    fnet = models.FeatureNet(1, widths=tuple(cfg.feature_widths))
+    if cfg.model == "zoomin":
+        return models.ZoomIn(
+            cfg.n_classes,
+            1,
+            tile_size=cfg.tile_size,
+            s1=cfg.scale,
+            s2=cfg.s2,
+            sub_grid=cfg.sub_grid,
+            patch_size=cfg.patch_size,
+            n_tiles=cfg.n_tiles,
+            n_sub=cfg.n_sub,
+            feature_net=fnet,
+            entropy1=cfg.entropy,
+            entropy2=cfg.entropy,
+            prior=cfg.prior,
+            prior_eps=cfg.prior_eps,
+            eval_topk=cfg.eval_topk,
+            n_tiles_eval=cfg.n_tiles_eval,
+            n_sub_eval=cfg.n_sub_eval,
+            contrastive=cfg.extra.get("contrastive", False),
+        )
+    if cfg.model == "ats":
+        return models.ATS(
+            cfg.n_classes,
+            1,
+            s1=cfg.scale,
+            patch_size=cfg.patch_size,
+            n_patches=cfg.n_patches,
+            feature_net=fnet,
+            entropy=cfg.entropy,
+            prior=cfg.prior,
+            prior_eps=cfg.prior_eps,
+            eval_topk=cfg.eval_topk,
+        )
+    if cfg.model == "cnn_lowres":
+        return models.CNNLowRes(cfg.n_classes, 1, s1=cfg.scale)
+    if cfg.model == "cnn_full":
+        return models.CNNFull(cfg.n_classes, 1)
+    raise ValueError(f"unknown model {cfg.model!r}; choose zoomin, ats, cnn_lowres or cnn_full")

@@ -1,0 +1,64 @@
+"""Where did the model look? Both attention maps and the sampled patches over a few test images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -> str:
+    """Write a PNG: for each image, the stage-I map (ZoomIn: per tile; ATS: per cell) in red, the
+    stage-II maps of the drawn tiles in blue inside their tiles, drawn tiles as yellow boxes and
+    full-resolution patches as green boxes. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = min(n_images, len(dataset))
+    items = [dataset[i] for i in range(n)]
+    image = torch.stack([torch.as_tensor(it[0]) for it in items])
+    low = torch.stack([torch.as_tensor(it[1]) for it in items])
+    labels = [int(it[2]) for it in items]
+    model.eval()
+    with torch.no_grad():
+        out = model(image.to(device), low.to(device))
+    pred = out["logits"].argmax(1).cpu().tolist()
+    H, W = image.shape[-2:]
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(image[i, 0].float().numpy(), cmap="gray", extent=(0, W, H, 0))
+        a = out["attention"][i].float().cpu().numpy()
+        ax.imshow(
+            a / max(a.max(), 1e-12), cmap="Reds", alpha=0.35, extent=(0, W, H, 0), interpolation="nearest"
+        )
+        if "tile_offsets" in out:
+            _draw_zoomin(ax, out, i, model, Rectangle)
+        for y, x in out["patch_offsets"][i].cpu().tolist():
+            ph, pw = model.patch_size
+            ax.add_patch(Rectangle((x, y), pw, ph, fill=False, edgecolor="lime", linewidth=1.2))
+        ax.set_xlim(0, W)
+        ax.set_ylim(H, 0)
+        ax.set_title(f"label {labels[i]}  predicted {pred[i]}")
+        ax.axis("off")
+    fig.suptitle("red: stage-I attention, blue: stage-II attention in drawn tiles (yellow), green: patches")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _draw_zoomin(ax, out, i, model, Rectangle):
+    th, tw = model.tile_size
+    seen = set()
+    for t, (y, x) in enumerate(out["tile_offsets"][i].cpu().tolist()):
+        ax.add_patch(Rectangle((x, y), tw, th, fill=False, edgecolor="yellow", linewidth=1.0))
+        if (y, x) in seen:  # a tile drawn twice: its map is already drawn
+            continue
+        seen.add((y, x))
+        b = out["sub_attention"][i, t].float().cpu().numpy()
+        rgba = np.zeros((*b.shape, 4))
+        rgba[..., 2] = 1.0
+        rgba[..., 3] = 0.6 * b / max(b.max(), 1e-12)
+        ax.imshow(rgba, extent=(x, x + tw, y + th, y), interpolation="nearest")
