@@ -74,12 +74,19 @@ PRESETS: dict[str, dict] = {
         n_tiles=5,
         n_sub=2,
         n_patches=10,
-        epochs=8,
-        batch_size=32,
+        # The settings of the best measured run (83% test accuracy in 237 s of training, README).
+        sub_grid=(10, 10),
+        noise_curriculum="0:4",
+        entropy=0.0,
+        eval_topk=True,
+        n_tiles_eval=16,
+        n_sub_eval=3,
+        epochs=12,
+        batch_size=16,
         lr=2e-3,
         root="data/mnist_demo",
         out="runs/demo",
-        time_limit_min=8.0,
+        time_limit_min=9.0,
     ),
     # The ATS / Zoom-In paper setting: 1500 x 1500, 5000 / 1000 images, 10 patches of 50 x 50.
     "paper": dict(
