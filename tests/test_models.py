@@ -107,7 +107,11 @@ def test_two_level_estimate_is_unbiased():
         feature_net=Mean(),
         head=torch.nn.Identity(),
     )
-    img, low, _ = _batch(B=1)
+    # Blocks of different brightness: the ink prior makes both maps far from uniform and f varies
+    # between cells, so a biased weighting (e.g. plug-in attention weights) would show.
+    img = torch.full((1, 1, H, W), 3, dtype=torch.uint8)
+    img[..., 5:30, 5:30], img[..., 40:50, 60:90], img[..., 70:90, 10:20] = 200, 120, 255
+    low = F.interpolate(img.float(), size=(12, 12), mode="area").to(torch.uint8)
     with torch.no_grad():
         # One batch of copies: every row draws its own tiles and sub-cells.
         vals = torch.cat(
@@ -196,3 +200,14 @@ def test_bad_inputs():
         _zoomin()(img[0], low)
     with pytest.raises(ValueError, match="lowres"):
         _zoomin()(img, low[:2])
+
+
+def test_feature_net_norms():
+    img, low, y = _batch(B=4)
+    for norm in ("batch", "none"):
+        m = _zoomin(feature_net=FeatureNet(1, widths=(4, 8), out_dim=8, norm=norm), eval_topk=True)
+        out = m(img, low)
+        (F.cross_entropy(out["logits"], y) + out["aux_loss"]).backward()
+        assert torch.isfinite(m.eval()(img, low)["logits"]).all()
+    with pytest.raises(ValueError, match="norm"):
+        FeatureNet(1, norm="layer")

@@ -36,10 +36,14 @@ class TrainConfig:
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
     feature_widths: tuple[int, ...] = (16, 32, 64)
+    feature_norm: str = "group"
     # optimisation
     epochs: int = 100
     batch_size: int = 32
     lr: float = 1e-3
+    # The attention nets learn from a noisy score-function gradient; a larger step for them lets the
+    # attention leave the prior sooner (measured on the demo: see README).
+    attention_lr_mult: float = 1.0
     weight_decay: float = 1e-5
     warmup_epochs: float = 0.0
     clip: float = 5.0
@@ -61,34 +65,39 @@ class TrainConfig:
 
 
 PRESETS: dict[str, dict] = {
-    # Small canvas so that the whole run (data generation, training, test, plot) fits in 10 minutes on
-    # two CPU cores. See README / the report for the measured figures.
+    # Small canvas so that the whole run (data generation, training, per-epoch test, plot) fits in
+    # 10 minutes on two CPU cores. 4 noise stamps on 400 x 400 is the paper's stamp density (50 on
+    # 1500 x 1500). Three noise-free epochs first (the same digits, the generator only drops the stamps):
+    # with the ink prior 71% of the first patches land on a digit there, 32% with 8 stamps, ~1% without
+    # the prior. Evaluation is deterministic top-k over all 16 tiles, 3 sub-cells each.
     "demo": dict(
         size=(400, 400),
         n_train=2000,
         n_test=500,
-        n_noise=8,
+        n_noise=4,
         tile_size=100,
         s2=0.25,
+        sub_grid=(10, 10),
         patch_size=32,
-        n_tiles=5,
+        n_tiles=8,  # 16 patches while training: lower-variance gradients, +1 point at 14 epochs
+        feature_norm="batch",  # breaks the early plateau sooner: 89.6% -> 92.6% (seed 1, 14 epochs)
         n_sub=2,
         n_patches=10,
-        # The settings of the best measured run (83% test accuracy in 237 s of training, README).
-        sub_grid=(10, 10),
-        noise_curriculum="0:4",
         entropy=0.0,
+        prior=True,
         eval_topk=True,
         n_tiles_eval=16,
         n_sub_eval=3,
+        noise_curriculum="0:3",
         epochs=12,
         batch_size=16,
         lr=2e-3,
         root="data/mnist_demo",
         out="runs/demo",
-        time_limit_min=9.0,
+        time_limit_min=8.5,
     ),
-    # The ATS / Zoom-In paper setting: 1500 x 1500, 5000 / 1000 images, 10 patches of 50 x 50.
+    # The ATS / Zoom-In paper setting: 1500 x 1500, 5000 / 1000 images, 10 patches of 50 x 50 (5 tiles of
+    # 250 x 250 drawn with replacement, 2 sub-cells each), the demo's recipe otherwise.
     "paper": dict(
         size=(1500, 1500),
         n_train=5000,
@@ -96,12 +105,19 @@ PRESETS: dict[str, dict] = {
         n_noise=50,
         tile_size=250,
         s2=0.2,
+        sub_grid=(10, 10),
         patch_size=50,
         n_tiles=5,
         n_sub=2,
         n_patches=10,
+        entropy=0.0,
+        prior=True,
+        eval_topk=True,
+        n_tiles_eval=16,
+        n_sub_eval=3,
+        noise_curriculum="0:5",
         epochs=100,
-        batch_size=32,
+        batch_size=16,
         lr=1e-3,
         root="data/mnist_paper",
         out="runs/paper",
@@ -112,7 +128,7 @@ PRESETS: dict[str, dict] = {
 def build_model(cfg: TrainConfig):
     from .. import models
 
-    fnet = models.FeatureNet(1, widths=tuple(cfg.feature_widths))
+    fnet = models.FeatureNet(1, widths=tuple(cfg.feature_widths), norm=cfg.feature_norm)
     if cfg.model == "zoomin":
         return models.ZoomIn(
             cfg.n_classes,

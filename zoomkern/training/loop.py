@@ -71,6 +71,15 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device(cfg.device)
 
 
+def param_groups(model, cfg: TrainConfig) -> list[dict]:
+    att = [p for n, p in model.named_parameters() if n.startswith("attention")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("attention")]
+    groups = [dict(params=rest, lr=cfg.lr)]
+    if att:
+        groups.append(dict(params=att, lr=cfg.lr * cfg.attention_lr_mult))
+    return groups
+
+
 def make_schedule(opt, cfg: TrainConfig, steps_per_epoch: int):
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = int(cfg.warmup_epochs * steps_per_epoch)
@@ -152,7 +161,7 @@ def train(cfg: TrainConfig) -> dict:
     per_epoch, test = datasets(cfg)
     t_data = time.perf_counter() - t_start
     model = build_model(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = make_schedule(opt, cfg, math.ceil(cfg.n_train / cfg.batch_size))
     scaler = torch.amp.GradScaler(
         device.type, enabled=cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()

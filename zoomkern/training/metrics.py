@@ -20,10 +20,19 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
+def _malloc_trim() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the measurement is only a lower bound then
+        pass
+
+
 class PeakMemory:
     """``start()`` then ``peak()``: bytes above the level at start (CUDA: allocated tensor bytes;
-    CPU: resident set, so it also counts pages touched by data loading, and misses memory the allocator
-    reuses from earlier epochs: on CPU it is a lower bound, read it beside ``absolute()``)."""
+    CPU: resident set after ``malloc_trim``, so it also counts pages touched by data loading, and misses
+    memory the allocator keeps in caches it cannot trim: a lower bound, read it beside ``absolute()``)."""
 
     def __init__(self, device: torch.device):
         self.cuda = torch.device(device).type == "cuda"
@@ -35,6 +44,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
             return
+        _malloc_trim()  # hand freed heap back to the OS, so this epoch's allocations show up as RSS growth
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # "5" resets the peak RSS (VmHWM) to the current RSS
