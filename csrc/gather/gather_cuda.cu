@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/dispatch.h"
 #include "gather_body.h"
 
 namespace zoomkern {
@@ -23,24 +24,6 @@ __global__ void gather_patches_kernel(GatherParams<in_t, out_t> p, int64_t rows)
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   const int64_t n_warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
   for (int64_t row = warp; row < rows; row += n_warps) gather_patch_row(p, row, lane, 32);
-}
-
-template <typename T>
-struct Tag {
-  using type = T;
-};
-
-template <typename F>
-void dispatch_pixel_type(at::ScalarType t, const char* what, F&& f) {
-  switch (t) {
-    case at::kByte: return f(Tag<uint8_t>{});
-    case at::kUInt16: return f(Tag<uint16_t>{});
-    case at::kHalf: return f(Tag<at::Half>{});
-    case at::kBFloat16: return f(Tag<at::BFloat16>{});
-    case at::kFloat: return f(Tag<float>{});
-    case at::kDouble: return f(Tag<double>{});
-    default: TORCH_CHECK(false, "gather: ", what, " has unsupported dtype ", t);
-  }
 }
 
 at::Tensor gather_cuda(const at::Tensor& image, const at::Tensor& offsets_in, int64_t ph, int64_t pw,
