@@ -3,6 +3,7 @@
     python python/train.py --preset demo                     # small canvas, ~10 min on 2 CPU cores
     python python/train.py --preset paper --model ats        # 1500x1500, 5000/1000 images, 10 patches
     python python/train.py --preset demo --resume            # continue from runs/demo/checkpoint.pt
+    torchrun --nproc-per-node 2 python/train.py --preset demo # data parallel (gloo on CPU, nccl on CUDA)
 
 Every TrainConfig field is a flag (``--n-tiles 8``, ``--no-prior``); a preset sets defaults, flags win.
 Writes ``<out>/metrics.csv``, ``<out>/checkpoint.pt``, ``<out>/attention.png`` and prints a summary line.
@@ -64,7 +65,8 @@ def parse(argv=None) -> TrainConfig:
 def main(argv=None) -> int:
     cfg = parse(argv)
     s = train(cfg)
-    print(summary_line(s), flush=True)
+    if s["rank"] == 0:  # under torchrun, one summary
+        print(summary_line(s), flush=True)
     return 0
 
 

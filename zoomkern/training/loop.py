@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warmup + cosine schedule, clipping, AMP on CUDA, checkpoints, resume."""
+"""The training loop: AdamW, warmup + cosine schedule, clipping, AMP on CUDA, checkpoints, resume, DDP."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint
+from . import distributed as dist
 from .config import TrainConfig, build_model
+from .data import datasets, loader
 from .metrics import Logger, PeakMemory
 
 
@@ -21,48 +23,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def parse_curriculum(spec: str) -> list[tuple[int, int]]:
-    """ "0:2,25:2" -> [(0, 2), (25, 2)]: (noise stamps, epochs) stages before the full data set."""
-    stages = []
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        try:
-            n, e = part.split(":")
-            stages.append((int(n), int(e)))
-        except ValueError:
-            raise ValueError(f"noise_curriculum entries are 'n_noise:epochs', got {part!r}") from None
-    return stages
-
-
-def _dataset(root: str, split: str, cfg: TrainConfig, n_noise: int, n_train: int, n_test: int):
-    from ..data.megapixel_mnist import MegapixelMNIST, make_megapixel_mnist
-
-    try:
-        return MegapixelMNIST(root, split)
-    except FileNotFoundError:
-        print(
-            f"generating Megapixel MNIST in {root} ({n_train} train / {n_test} test, "
-            f"{cfg.size[0]}x{cfg.size[1]}, {n_noise} noise stamps)",
-            file=sys.stderr,
-        )
-        make_megapixel_mnist(
-            root, n_train, n_test, size=tuple(cfg.size), n_noise=n_noise, scale=cfg.scale, seed=cfg.data_seed
-        )
-        return MegapixelMNIST(root, split)
-
-
-def datasets(cfg: TrainConfig):
-    """(train set for each epoch, test set). Curriculum stages get their own small-noise train sets."""
-    train = _dataset(cfg.root, "train", cfg, cfg.n_noise, cfg.n_train, cfg.n_test)
-    test = _dataset(cfg.root, "test", cfg, cfg.n_noise, cfg.n_train, cfg.n_test)
-    per_epoch = []
-    for n_noise, n_epochs in parse_curriculum(cfg.noise_curriculum):
-        # Same seed: the generator puts the same digits at the same places, only fewer stamps; no test split.
-        ds = _dataset(f"{cfg.root}_noise{n_noise}", "train", cfg, n_noise, cfg.n_train, 0)
-        per_epoch += [ds] * n_epochs
-    per_epoch += [train] * max(0, cfg.epochs - len(per_epoch))
-    return per_epoch[: cfg.epochs], test
 
 
 def _device(cfg: TrainConfig) -> torch.device:
@@ -93,61 +53,96 @@ def make_schedule(opt, cfg: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
 
 
-def run_epoch(model, loader, device, cfg: TrainConfig, *, opt=None, sched=None, scaler=None, desc=""):
-    """One pass; trains when ``opt`` is given. Returns loss, acc, seconds and peak bytes per sample."""
+def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None, scaler=None, desc="",
+              world: dist.World = dist.World()):  # fmt: skip
+    """One pass; trains when ``opt`` is given. Returns loss, acc, seconds and peak bytes per sample,
+    summed (times and peaks: the maximum) over the torchrun processes."""
     from tqdm import tqdm
 
     train = opt is not None
     model.train(train)
     amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    global_size = getattr(batches.batch_sampler, "global_size", None)
     mem = PeakMemory(device)
     mem.start()
     t0 = time.perf_counter()
     loss_sum, correct, n, batch_max = 0.0, 0, 0, 1
+    bar = tqdm(batches, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, disable=not world.main)
     with torch.set_grad_enabled(train):
-        for image, low, y in tqdm(loader, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True):
+        for step, (image, low, y) in enumerate(bar):
             if device.type == "cuda":
                 image, low = image.to(device, non_blocking=True), low.to(device, non_blocking=True)
             y = y.to(device)
+            b = y.shape[0]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 out = model(image, low, labels=y if train else None)
             loss = F.cross_entropy(out["logits"].float(), y)
             if train:
+                total = loss + out["aux_loss"].float()
+                if world.enabled and global_size is not None:
+                    # DDP averages the ranks' gradients; weighting by this rank's share of the global
+                    # batch makes that the gradient of the global batch mean, even for uneven slices.
+                    total = total * (b * world.size / global_size(step))
                 opt.zero_grad(set_to_none=True)
-                scaler.scale(loss + out["aux_loss"].float()).backward()
+                scaler.scale(total).backward()
                 scaler.unscale_(opt)
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
-            b = y.shape[0]
             batch_max = max(batch_max, b)
             loss_sum += float(loss.detach()) * b
             correct += int((out["logits"].argmax(1) == y).sum())
             n += b
     secs = time.perf_counter() - t0
     peak, absolute = mem.peak(), mem.absolute()
+    loss_sum, correct, n = dist.reduce(world, [loss_sum, correct, n])
+    nan = float("nan")
+    secs, peak, absolute, batch_max = dist.reduce(
+        world, [secs, nan if peak is None else peak, nan if absolute is None else absolute, batch_max], "max"
+    )
     return dict(
-        peak_mb=absolute / 2**20 if absolute is not None else float("nan"),
+        peak_mb=absolute / 2**20,
         loss=loss_sum / max(n, 1),
         acc=correct / max(n, 1),
         sec_per_sample=secs / max(n, 1),
-        peak_mb_per_sample=(peak / batch_max / 2**20) if peak is not None else float("nan"),
+        peak_mb_per_sample=peak / batch_max / 2**20,
         seconds=secs,
     )
 
 
-def _loader(ds, cfg: TrainConfig, shuffle: bool, epoch: int, device):
-    g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)  # order fixed by (seed, epoch): resumable
-    return torch.utils.data.DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=shuffle,
-        generator=g,
-        num_workers=0,
-        pin_memory=device.type == "cuda",
+def _epoch_seed(cfg: TrainConfig, epoch: int, world: dist.World) -> None:
+    """Under torchrun each rank draws its own patches: its RNG is reseeded from (seed, epoch, rank) at
+    each epoch, so a resumed run continues exactly without storing every rank's RNG state. A single
+    process keeps one stream throughout (its state is in the checkpoint)."""
+    if world.enabled:
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, world.rank]).generate_state(1)[0]))
+
+
+def _row(epoch: int, tr: dict, te: dict, lr: float, elapsed: float) -> dict:
+    return dict(
+        epoch=epoch,
+        train_loss=tr["loss"],
+        train_acc=tr["acc"],
+        test_loss=te["loss"],
+        test_acc=te["acc"],
+        train_sec_per_sample=tr["sec_per_sample"],
+        test_sec_per_sample=te["sec_per_sample"],
+        train_peak_mb_per_sample=tr["peak_mb_per_sample"],
+        train_peak_mb=tr["peak_mb"],
+        test_peak_mb_per_sample=te["peak_mb_per_sample"],
+        lr=lr,
+        elapsed_s=elapsed,
+    )
+
+
+def _epoch_line(epoch: int, epochs: int, tr: dict, te: dict) -> str:
+    return (
+        f"epoch {epoch + 1}/{epochs}: train loss {tr['loss']:.3f} acc {tr['acc']:.3f} | "
+        f"test loss {te['loss']:.3f} acc {te['acc']:.3f} | "
+        f"{tr['seconds']:.0f}s train, {te['seconds']:.0f}s test"
     )
 
 
@@ -156,13 +151,25 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg)
+    world = dist.init(device.type)
+    if world.enabled and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    try:
+        return _train(cfg, device, world, t_start)
+    finally:
+        dist.shutdown(world)
+
+
+def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
     seed_everything(cfg.seed)
-    os.makedirs(cfg.out, exist_ok=True)
-    per_epoch, test = datasets(cfg)
+    if world.main:
+        os.makedirs(cfg.out, exist_ok=True)
+    per_epoch, test = datasets(cfg, world)
     t_data = time.perf_counter() - t_start
-    model = build_model(cfg).to(device)
+    model = build_model(cfg).to(device)  # same seed on every rank; DDP also broadcasts rank 0's weights
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = make_schedule(opt, cfg, math.ceil(cfg.n_train / cfg.batch_size))
+    steps = len(loader(per_epoch[0], cfg, True, 0, device, world)) if per_epoch else 1
+    sched = make_schedule(opt, cfg, steps)
     scaler = torch.amp.GradScaler(
         device.type, enabled=cfg.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     )
@@ -170,54 +177,57 @@ def train(cfg: TrainConfig) -> dict:
     start = 0
     if cfg.resume:
         start = checkpoint.restore(checkpoint.load(ckpt), model=model, optimizer=opt, scheduler=sched)
-        print(f"resumed from {ckpt} at epoch {start}", file=sys.stderr)
-    log = Logger(cfg.out, start)
+        if world.main:
+            print(f"resumed from {ckpt} at epoch {start}", file=sys.stderr)
+    net = model
+    if world.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    log = Logger(cfg.out, start) if world.main else None
     tr = te = None
+    epoch = start - 1
     for epoch in range(start, cfg.epochs):
+        _epoch_seed(cfg, epoch, world)
         tr = run_epoch(
-            model,
-            _loader(per_epoch[epoch], cfg, True, epoch, device),
+            net,
+            loader(per_epoch[epoch], cfg, True, epoch, device, world),
             device,
             cfg,
             opt=opt,
             sched=sched,
             scaler=scaler,
             desc=f"epoch {epoch + 1}/{cfg.epochs} train",
+            world=world,
         )
-        te = run_epoch(model, _loader(test, cfg, False, epoch, device), device, cfg, desc="test")
-        row = dict(
-            epoch=epoch,
-            train_loss=tr["loss"],
-            train_acc=tr["acc"],
-            test_loss=te["loss"],
-            test_acc=te["acc"],
-            train_sec_per_sample=tr["sec_per_sample"],
-            test_sec_per_sample=te["sec_per_sample"],
-            train_peak_mb_per_sample=tr["peak_mb_per_sample"],
-            train_peak_mb=tr["peak_mb"],
-            test_peak_mb_per_sample=te["peak_mb_per_sample"],
-            lr=sched.get_last_lr()[0],
-            elapsed_s=time.perf_counter() - t_start,
+        # Evaluation runs the plain module: ranks may hold different numbers of test batches.
+        te = run_epoch(
+            model, loader(test, cfg, False, epoch, device, world), device, cfg, desc="test", world=world
         )
-        log.log(row)
-        print(
-            f"epoch {epoch + 1}/{cfg.epochs}: train loss {tr['loss']:.3f} acc {tr['acc']:.3f} | test loss "
-            f"{te['loss']:.3f} acc {te['acc']:.3f} | {tr['seconds']:.0f}s train, {te['seconds']:.0f}s test",
-            file=sys.stderr,
-            flush=True,
-        )
-        checkpoint.save(ckpt, model=model, optimizer=opt, scheduler=sched, epoch=epoch, config=cfg.to_dict())
-        if cfg.time_limit_min and time.perf_counter() - t_start > 60 * cfg.time_limit_min:
-            print(f"time limit of {cfg.time_limit_min} min reached after epoch {epoch + 1}", file=sys.stderr)
+        row = _row(epoch, tr, te, sched.get_last_lr()[0], time.perf_counter() - t_start)
+        if world.main:
+            log.log(row)
+            print(_epoch_line(epoch, cfg.epochs, tr, te), file=sys.stderr, flush=True)
+            checkpoint.save(
+                ckpt, model=model, optimizer=opt, scheduler=sched, epoch=epoch, config=cfg.to_dict()
+            )
+        over = cfg.time_limit_min and time.perf_counter() - t_start > 60 * cfg.time_limit_min
+        if dist.reduce(world, [float(bool(over))], "max")[0]:  # every rank stops after the same epoch
+            if world.main:
+                print(
+                    f"time limit of {cfg.time_limit_min} min reached after epoch {epoch + 1}", file=sys.stderr
+                )
             break
-    log.close()
+    if log is not None:
+        log.close()
     summary = dict(
         model=cfg.model,
-        epochs_run=(epoch + 1 if cfg.epochs > start else start),
+        epochs_run=epoch + 1,
         data_seconds=t_data,
         total_seconds=time.perf_counter() - t_start,
         checkpoint=ckpt,
-        csv=log.path,
+        csv=os.path.join(cfg.out, "metrics.csv"),
+        world_size=world.size,
+        rank=world.rank,
     )
     if te is not None:
         summary.update(
@@ -228,7 +238,7 @@ def train(cfg: TrainConfig) -> dict:
             train_sec_per_sample=tr["sec_per_sample"],
             test_sec_per_sample=te["sec_per_sample"],
         )
-    if cfg.plot_images and cfg.model in ("zoomin", "ats"):
+    if cfg.plot_images and cfg.model in ("zoomin", "ats") and world.main:
         from .plot import plot_attention
 
         summary["plot"] = plot_attention(
@@ -247,6 +257,8 @@ def summary_line(s: dict) -> str:
         f"{1e3 * s['train_sec_per_sample']:.1f} ms/sample train, {1e3 * s['test_sec_per_sample']:.1f} test | "
         f"{s['epochs_run']} epochs, {s['total_seconds'] / 60:.1f} min total"
     )
+    if s.get("world_size", 1) > 1:
+        line += f" | {s['world_size']} torchrun processes"
     if s.get("plot"):
         line += f" | attention plot: {s['plot']}"
     return line

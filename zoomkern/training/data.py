@@ -1,0 +1,77 @@
+"""The training data: the Megapixel MNIST sets (generated on first use), the noise curriculum, loaders."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from .config import TrainConfig
+from .distributed import ShardedBatchSampler, World, barrier
+
+
+def parse_curriculum(spec: str) -> list[tuple[int, int]]:
+    """ "0:2,25:2" -> [(0, 2), (25, 2)]: (noise stamps, epochs) stages before the full data set."""
+    stages = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        try:
+            n, e = part.split(":")
+            stages.append((int(n), int(e)))
+        except ValueError:
+            raise ValueError(f"noise_curriculum entries are 'n_noise:epochs', got {part!r}") from None
+    return stages
+
+
+def _dataset(root: str, split: str, cfg: TrainConfig, n_noise: int, n_test: int, world: World):
+    from ..data.megapixel_mnist import MegapixelMNIST, make_megapixel_mnist
+
+    try:
+        return MegapixelMNIST(root, split)
+    except FileNotFoundError:
+        pass
+    if world.main:  # one writer; the other ranks wait at the barrier, then open what it wrote
+        print(
+            f"generating Megapixel MNIST in {root} ({cfg.n_train} train / {n_test} test, "
+            f"{cfg.size[0]}x{cfg.size[1]}, {n_noise} noise stamps)",
+            file=sys.stderr,
+        )
+        make_megapixel_mnist(
+            root,
+            cfg.n_train,
+            n_test,
+            size=tuple(cfg.size),
+            n_noise=n_noise,
+            scale=cfg.scale,
+            seed=cfg.data_seed,
+        )
+    barrier(world)
+    return MegapixelMNIST(root, split)
+
+
+def datasets(cfg: TrainConfig, world: World = World()):
+    """(train set for each epoch, test set). Curriculum stages get their own small-noise train sets."""
+    train = _dataset(cfg.root, "train", cfg, cfg.n_noise, cfg.n_test, world)
+    test = _dataset(cfg.root, "test", cfg, cfg.n_noise, cfg.n_test, world)
+    per_epoch = []
+    for n_noise, n_epochs in parse_curriculum(cfg.noise_curriculum):
+        # Same seed: the generator puts the same digits at the same places, only fewer stamps; no test split.
+        ds = _dataset(f"{cfg.root}_noise{n_noise}", "train", cfg, n_noise, 0, world)
+        per_epoch += [ds] * n_epochs
+    per_epoch += [train] * max(0, cfg.epochs - len(per_epoch))
+    return per_epoch[: cfg.epochs], test
+
+
+def loader(ds, cfg: TrainConfig, train: bool, epoch: int, device, world: World = World()):
+    """This rank's batches. The order is fixed by (seed, epoch), so a resumed run sees the same batches."""
+    sampler = ShardedBatchSampler(
+        len(ds), cfg.batch_size, world, shuffle=train, seed=cfg.seed * 100003 + epoch, drop_short=train
+    )
+    # A generator of its own: without one the DataLoader draws its worker seed from the global RNG,
+    # the stream the attention sampling uses.
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_sampler=sampler,
+        num_workers=0,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),
+    )
