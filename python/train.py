@@ -37,8 +37,6 @@ def parse(argv=None) -> TrainConfig:
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named configuration; other flags override it")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
         flag = "--" + f.name.replace("_", "-")
         tp = hints[f.name]
         if tp is bool:
@@ -49,17 +47,13 @@ def parse(argv=None) -> TrainConfig:
             p.add_argument(flag, dest=f.name, type=elem, nargs="+", default=None, metavar="N")
         else:
             p.add_argument(flag, dest=f.name, type=elem, default=None)
-    p.add_argument("--contrastive", action="store_true", help="ZoomIn contrastive term (binary tasks only)")
     a = p.parse_args(argv)
     values = dict(PRESETS[a.preset]) if a.preset else {}
-    values.update({k: v for k, v in vars(a).items() if v is not None and k not in ("preset", "contrastive")})
+    values.update({k: v for k, v in vars(a).items() if v is not None and k != "preset"})
     for k in ("size", "sub_grid"):
         if k in values and values[k] is not None and len(values[k]) == 1:
             values[k] = (values[k][0], values[k][0])
-    cfg = TrainConfig(**values)
-    if a.contrastive:
-        cfg.extra["contrastive"] = True
-    return cfg
+    return TrainConfig(**values)
 
 
 def main(argv=None) -> int:

@@ -211,3 +211,15 @@ def test_feature_net_norms():
         assert torch.isfinite(m.eval()(img, low)["logits"]).all()
     with pytest.raises(ValueError, match="norm"):
         FeatureNet(1, norm="layer")
+
+
+def test_timm_backbone_as_feature_net():
+    from zoomkern.models import timm_feature_net
+
+    fnet = timm_feature_net("test_efficientnet", 1)
+    m = _zoomin(feature_net=fnet)
+    img, low, y = _batch()
+    out = m(img, low)
+    assert out["logits"].shape == (3, 10) and m.head.in_features == fnet.out_dim
+    F.cross_entropy(out["logits"], y).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in fnet.parameters() if p.dim() > 1)

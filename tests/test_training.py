@@ -113,6 +113,42 @@ def test_errors(tiny_root, tmp_path):
         train(_cfg(tiny_root, tmp_path / "cur", noise_curriculum="5"))
 
 
+def test_stale_data_is_refused(tiny_root, tmp_path):
+    # tiny_root holds 128x128 canvases with 3 stamps: asking for another task must not reuse them
+    with pytest.raises(ValueError, match=r"does not match the configuration: size=\[128, 128\]"):
+        train(_cfg(tiny_root, tmp_path / "s", size=(96, 96)))
+    with pytest.raises(ValueError, match="binary_digit=None"):
+        train(_cfg(tiny_root, tmp_path / "b", binary_digit=3))
+
+
+def test_contrastive_on_binary_data(tmp_path):
+    root = str(tmp_path / "bin")
+    s = train(_cfg(root, tmp_path / "out", binary_digit=3, contrastive=True, noise_curriculum="", epochs=1))
+    assert s["model_obj"].contrastive and s["model_obj"].head.out_features == 2
+    from zoomkern.data.megapixel_mnist import MegapixelMNIST
+
+    ds = MegapixelMNIST(root, "train")
+    assert set(ds.labels.tolist()) == {0, 1} and ds.meta["binary_digit"] == 3
+    with pytest.raises(ValueError, match="contrastive=True needs"):
+        _cfg(root, tmp_path / "x", contrastive=True)  # a 10-class task
+    with pytest.raises(ValueError, match="contrastive=True needs"):
+        _cfg(root, tmp_path / "x", binary_digit=3, contrastive=True, model="ats")
+    with pytest.raises(ValueError, match="binary_digit=12"):
+        _cfg(root, tmp_path / "x", binary_digit=12)
+
+
+def test_timm_backbone_and_tensorboard(tiny_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    s = train(_cfg(tiny_root, tmp_path / "t", timm_backbone="test_resnet", epochs=2, noise_curriculum=""))
+    assert type(s["model_obj"].feature_net).__module__.startswith("timm")
+    ev = EventAccumulator(str(tmp_path / "t" / "tb"))
+    ev.Reload()
+    assert {"train_loss", "test_acc", "train_peak_mb_per_sample"} <= set(ev.Tags()["scalars"])
+    assert [e.step for e in ev.Scalars("test_acc")] == [0, 1]
+    assert ev.Scalars("test_acc")[-1].value == pytest.approx(s["test_acc"])
+
+
 def test_cli_presets():
     import train as cli
 
@@ -121,3 +157,5 @@ def test_cli_presets():
     paper = cli.parse(["--preset", "paper", "--model", "ats"])
     assert tuple(paper.size) == (1500, 1500) and (paper.n_train, paper.n_test) == (5000, 1000)
     assert paper.n_patches == 10 and paper.n_tiles * paper.n_sub == 10 and paper.model == "ats"
+    binary = cli.parse(["--preset", "demo", "--binary-digit", "3", "--contrastive"])
+    assert binary.n_classes == 2 and binary.contrastive and binary.binary_digit == 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -16,6 +16,8 @@ class TrainConfig:
     n_noise: int = 50
     scale: float = 0.12
     data_seed: int = 0
+    # Binary variant: label 1 iff this digit is present (n_classes becomes 2); pairs with `contrastive`.
+    binary_digit: int | None = None
     # "n_noise:epochs,...": train first on canvases with fewer noise stamps (each stage is its own
     # generated training set), then on the full one. Empty: no curriculum.
     noise_curriculum: str = ""
@@ -33,10 +35,14 @@ class TrainConfig:
     prior: bool = True
     prior_eps: float = 1e-4
     eval_topk: bool = False
+    # ZoomIn only, binary tasks only: positives seen through the inverted attention must look negative.
+    contrastive: bool = False
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
     feature_widths: tuple[int, ...] = (16, 32, 64)
     feature_norm: str = "group"
+    # A timm model name (e.g. "resnet10t") for the feature network instead of the small built-in one.
+    timm_backbone: str | None = None
     # optimisation
     epochs: int = 100
     batch_size: int = 32
@@ -56,7 +62,14 @@ class TrainConfig:
     resume: bool = False
     plot_images: int = 4
     device: str = "auto"
-    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.binary_digit is not None:
+            if self.binary_digit not in range(10):
+                raise ValueError(f"binary_digit={self.binary_digit!r}: must be a digit 0..9")
+            self.n_classes = 2
+        if self.contrastive and (self.model != "zoomin" or self.n_classes != 2):
+            raise ValueError("contrastive=True needs model='zoomin' and a binary task (set binary_digit)")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -130,7 +143,10 @@ PRESETS: dict[str, dict] = {
 def build_model(cfg: TrainConfig):
     from .. import models
 
-    fnet = models.FeatureNet(1, widths=tuple(cfg.feature_widths), norm=cfg.feature_norm)
+    if cfg.timm_backbone:
+        fnet = models.timm_feature_net(cfg.timm_backbone, 1)
+    else:
+        fnet = models.FeatureNet(1, widths=tuple(cfg.feature_widths), norm=cfg.feature_norm)
     if cfg.model == "zoomin":
         return models.ZoomIn(
             cfg.n_classes,
@@ -150,7 +166,7 @@ def build_model(cfg: TrainConfig):
             eval_topk=cfg.eval_topk,
             n_tiles_eval=cfg.n_tiles_eval,
             n_sub_eval=cfg.n_sub_eval,
-            contrastive=cfg.extra.get("contrastive", False),
+            contrastive=cfg.contrastive,
         )
     if cfg.model == "ats":
         return models.ATS(

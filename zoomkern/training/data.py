@@ -26,7 +26,7 @@ def _dataset(root: str, split: str, cfg: TrainConfig, n_noise: int, n_test: int,
     from ..data.megapixel_mnist import MegapixelMNIST, make_megapixel_mnist
 
     try:
-        return MegapixelMNIST(root, split)
+        return _matching(MegapixelMNIST(root, split), cfg, n_noise)
     except FileNotFoundError:
         pass
     if world.main:  # one writer; the other ranks wait at the barrier, then open what it wrote
@@ -43,9 +43,25 @@ def _dataset(root: str, split: str, cfg: TrainConfig, n_noise: int, n_test: int,
             n_noise=n_noise,
             scale=cfg.scale,
             seed=cfg.data_seed,
+            binary_digit=cfg.binary_digit,
         )
     barrier(world)
-    return MegapixelMNIST(root, split)
+    return _matching(MegapixelMNIST(root, split), cfg, n_noise)
+
+
+def _matching(ds, cfg: TrainConfig, n_noise: int):
+    """An existing data set is reused only if it is the one the config asks for: a stale directory
+    from another --size or --binary-digit would otherwise train on the wrong task without a word."""
+    want = dict(size=list(cfg.size), n_noise=n_noise, scale=cfg.scale, seed=cfg.data_seed,
+                binary_digit=cfg.binary_digit, n_classes=cfg.n_classes)  # fmt: skip
+    got = {k: ds.meta.get(k) for k in want}
+    bad = [f"{k}={got[k]!r} (config: {want[k]!r})" for k in want if got[k] != want[k]]
+    if bad:
+        raise ValueError(
+            f"{ds.dir}: this data set does not match the configuration: {', '.join(bad)}. "
+            "Pass another --root, or delete the directory to regenerate it."
+        )
+    return ds
 
 
 def datasets(cfg: TrainConfig, world: World = World()):
