@@ -19,6 +19,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import _util  # noqa: E402
 import test_bench_gather  # noqa: E402
+import test_bench_models  # noqa: E402
 import test_bench_sample  # noqa: E402
 import test_bench_softmax  # noqa: E402
 import torch  # noqa: E402
@@ -28,6 +29,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small inputs, one round (a smoke run)")
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--models", action="store_true", help="also time whole-model training steps (slow)")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -59,6 +61,11 @@ def main(argv=None) -> None:
     for case, peaks in mem:
         cells = ", ".join(f"{k} {v / 2**20:.1f}" for k, v in peaks.items() if v is not None)
         print(f"| {case} | {cells} |")
+    if args.models:
+        model_res = test_bench_models.measure(args.quick)[1]
+        print("\nWhole models, one training step:\n")
+        print(test_bench_models.fmt_table(model_res))
+        results.append(model_res)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
