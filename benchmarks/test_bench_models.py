@@ -26,7 +26,11 @@ def _batch(cfg: TrainConfig, B: int, device):
     # Sparse ink on black, like Megapixel MNIST: the ink prior then has something to steer by.
     image = ((torch.rand(B, 1, H, W, generator=g) ** 16) * 255).to(torch.uint8)
     low = F.interpolate(image.float(), scale_factor=cfg.scale, mode="area").to(torch.uint8)
-    return image.to(device), low.to(device), torch.arange(B, device=device) % cfg.n_classes
+    if torch.device(device).type == "cuda":
+        # The images stay in pinned host memory, as the training loader leaves them: the attention
+        # models read only their tiles and patches across PCIe, the CNNs copy whole images each step.
+        image, low = image.pin_memory(), low.pin_memory()
+    return image, low, torch.arange(B, device=device) % cfg.n_classes
 
 
 def train_step(model, opt, image, low, y):
@@ -98,3 +102,9 @@ def test_train_step(benchmark, measured, model):
     )
     loss = benchmark.pedantic(fns[model], rounds=3, iterations=1)  # once under --benchmark-disable
     assert torch.isfinite(loss), f"{model}: training step gave a non-finite loss"
+
+
+@pytest.mark.gpu
+def test_train_step_gpu(request):
+    _, res = measure(_util.quick(request.config), device="cuda")
+    print("\n" + fmt_table(res))
