@@ -42,7 +42,11 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
         ax.set_ylim(H, 0)
         ax.set_title(f"label {labels[i]}  predicted {pred[i]}")
         ax.axis("off")
-    fig.suptitle("red: stage-I attention, blue: stage-II attention in drawn tiles (yellow), green: patches")
+    if "tile_offsets" in out:
+        legend = "red: stage-I attention, blue: stage-II attention in drawn tiles (yellow), green: patches"
+    else:
+        legend = "red: attention, green: the full-resolution patches read"
+    fig.suptitle(legend)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
