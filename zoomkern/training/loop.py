@@ -184,7 +184,7 @@ def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     log = Logger(cfg.out, start) if world.main else None
-    tr = te = None
+    row = None
     epoch = start - 1
     for epoch in range(start, cfg.epochs):
         _epoch_seed(cfg, epoch, world)
@@ -229,15 +229,8 @@ def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
         world_size=world.size,
         rank=world.rank,
     )
-    if te is not None:
-        summary.update(
-            test_acc=te["acc"],
-            train_peak_mb_per_sample=tr["peak_mb_per_sample"],
-            train_peak_mb=tr["peak_mb"],
-            test_peak_mb_per_sample=te["peak_mb_per_sample"],
-            train_sec_per_sample=tr["sec_per_sample"],
-            test_sec_per_sample=te["sec_per_sample"],
-        )
+    if row is not None:  # the last epoch's figures (test_acc, peaks, seconds per sample)
+        summary.update({k: v for k, v in row.items() if k != "epoch"})
     if cfg.plot_images and cfg.model in ("zoomin", "ats") and world.main:
         from .plot import plot_attention
 
