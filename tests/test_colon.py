@@ -1,6 +1,8 @@
 """The colon-cancer loader on fixtures in both real layouts: BMP files with fold CSVs, and the
 CRCHistoPhenotypes download (Classification/imgN/imgN.bmp + imgN_epithelial.mat written by scipy)."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.io
@@ -158,3 +160,43 @@ def test_dihedral_augmentation_is_a_pixel_permutation(tmp_path):
         assert torch.equal(low, lowres_view(img, 0.1))  # the low view shows the augmented image
         seen.add(tuple(img[:, :2, :2].flatten().tolist()))
     assert len(seen) == 8  # all eight symmetries come up (seeded; 40 random draws miss one with p ~ 0.04)
+
+
+def test_scan_reports_every_bad_file(tmp_path, capsys):
+    from zoomkern.data.scan import main
+
+    _csv_layout(tmp_path)
+    assert main(["--dataset", "colon", "--root", str(tmp_path)]) == 0
+    assert "6 images, no problems" in capsys.readouterr().out
+    (tmp_path / "labels_histo_train_fold_1.csv").write_text("img2.bmp,1\nimg9.bmp,0\nimg4.bmp,maybe\n")
+    (tmp_path / "labels_histo_valid_fold_2.csv").write_text("img1.bmp,0\nimg4.bmp,1\n")  # img1: both splits
+    (tmp_path / "labels_histo_train_fold_3.csv").write_text("img1.bmp,0\n")  # no valid file for fold 3
+    (tmp_path / "img5.bmp").write_bytes(b"BM truncated")
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "img3.bmp")
+    assert main(["--dataset", "colon", "--root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    want = [
+        r"train_fold_1\.csv:2: names img9\.bmp, which is missing",
+        r"train_fold_1\.csv:3: malformed label",
+        r"labels_histo_valid_fold_3\.csv: missing",
+        r"fold 2 has 1 images in both train and valid",
+        r"img5\.bmp: not a readable image",
+        r"img3\.bmp: image is 10x10, expected 500x500",
+    ]
+
+    for w in want:
+        assert sum(bool(re.search(w, line)) for line in out) == 1, (w, out)
+    assert len(out) == len(want)
+
+
+def test_scan_download_layout(tmp_path, capsys):
+    from zoomkern.data.scan import main
+
+    _download_layout(tmp_path, [1, 0, 2])
+    (tmp_path / "Classification" / "img1" / "img1_epithelial.mat").unlink()
+    (tmp_path / "Classification" / "img3" / "img3_epithelial.mat").write_bytes(b"junk")
+    assert main(["--dataset", "colon", "--root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "img1_epithelial.mat: annotation file missing" in out and "img3_epithelial.mat: not a readable" in out
+    )
