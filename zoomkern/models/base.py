@@ -62,6 +62,18 @@ def pool_logits(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return logits[:, 0]
 
 
+def grid_mask(mask: torch.Tensor, grid: tuple[int, int], device) -> torch.Tensor:
+    """(B, h, w) bool at any resolution -> (B, gh, gw) bool: a cell is allowed when any of its pixels is
+    (max pooling: a tile holding a sliver of tissue may hold the evidence)."""
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 3 or mask.dtype != torch.bool:
+        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a (B, h, w) bool tensor, got {got}")
+    m = mask.to(device)
+    if tuple(m.shape[-2:]) != tuple(grid):
+        m = F.adaptive_max_pool2d(m[:, None].float(), grid)[:, 0] > 0
+    return m
+
+
 def ink_prior(view: torch.Tensor, grid: tuple[int, int], eps: float) -> torch.Tensor:
     """log(mean ink per cell + eps), (B, gh, gw): the cold-start prior of ALGORITHMS.md.
     Computed under no_grad: it is a fixed bias, not something to learn through."""
@@ -70,13 +82,17 @@ def ink_prior(view: torch.Tensor, grid: tuple[int, int], eps: float) -> torch.Te
         return torch.log(ink.clamp_min(0) + eps)
 
 
-def invert(probs: torch.Tensor) -> torch.Tensor:
-    """(1 - p) renormalised per sample: the contrastive pseudo-negative distribution. A one-cell grid
-    (p = 1, so 1 - p is all zero) gets the uniform distribution, i.e. that cell: there is nothing else
-    to look at on that level (the other level may still invert)."""
+def invert(probs: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """(1 - p) renormalised per sample: the contrastive pseudo-negative distribution, zero outside
+    ``allowed`` (B, *S) bool when given. A one-cell grid (p = 1, so 1 - p is all zero) gets the uniform
+    distribution over the allowed cells, i.e. that cell: there is nothing else to look at on that level
+    (the other level may still invert)."""
     q = (1.0 - probs).clamp_min(0).reshape(probs.shape[0], -1)
+    ok = torch.ones_like(q) if allowed is None else allowed.reshape(q.shape).to(q.dtype)
+    q = q * ok
     total = q.sum(1, keepdim=True)
-    q = torch.where(total > 0, q / total.clamp_min(1e-30), torch.full_like(q, 1.0 / q.shape[1]))
+    uniform = ok / ok.sum(1, keepdim=True).clamp_min(1)
+    q = torch.where(total > 0, q / total.clamp_min(1e-30), uniform)
     return q.reshape(probs.shape)
 
 

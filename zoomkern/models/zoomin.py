@@ -29,7 +29,9 @@ class ZoomIn(nn.Module):
     """Two-stage attention-sampling classifier.
 
     forward(image (B, C, H, W) uint8/uint16/float, on CPU or the model's device; lowres (B, C, h, w) or
-    None; labels (B,) only for the contrastive term) -> dict with ``logits`` (B, n_classes),
+    None; labels (B,) only for the contrastive term; mask (B, h, w) bool or None: where stage I may look
+    (tissue, not padding), at any resolution, pooled to the tile grid: a tile is allowed when any of its
+    mask pixels is True) -> dict with ``logits`` (B, n_classes),
     ``aux_loss`` (scalar: entropy and contrastive terms, add it to the task loss) and what was drawn:
     ``attention`` (B, gh, gw) stage-I map, ``tile_indices``/``tile_offsets`` (B, N)/(B, N, 2),
     ``tile_counts`` (B, N) how often each draw's tile was drawn, ``sub_attention`` (B, N, sh, sw),
@@ -116,18 +118,24 @@ class ZoomIn(nn.Module):
         hi = off.new_tensor([max(lo[0], H - self.tile_size[0]), max(lo[1], W - self.tile_size[1])])
         return torch.maximum(torch.minimum(off, hi), lo)
 
-    def _softmax(self, logits, view, grid):
+    def _softmax(self, logits, view, grid, mask=None):
         if self.prior:
             logits = logits + self.prior_weight * base.ink_prior(view, grid, self.prior_eps)
         return zk.spatial_softmax(
-            logits.float(), temperature=self.temperature, smoothing=self.smoothing, return_entropy=True
+            logits.float(),
+            temperature=self.temperature,
+            smoothing=self.smoothing,
+            mask=mask,
+            return_entropy=True,
         )
 
-    def stage1(self, image, lowres):
+    def stage1(self, image, lowres, mask=None):
         dev = next(self.parameters()).device
         low = base.low_view(image, lowres, self.s1, dev)
         grid = self.tile_grid(*image.shape[-2:])
-        a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid)
+        if mask is not None:
+            mask = base.grid_mask(mask, grid, dev)
+        a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid, mask)
         return a, ent, grid
 
     def stage2(self, image, a, grid, n_tiles, n_sub, det, inverted=False):
@@ -135,7 +143,7 @@ class ZoomIn(nn.Module):
         plan = self._plan(image, a, grid, n_tiles, n_sub, det, inverted)
         return self._finish(plan, self.feature_net(plan["patches"]))
 
-    def _plan(self, image, a, grid, n_tiles, n_sub, det, inverted=False) -> dict:
+    def _plan(self, image, a, grid, n_tiles, n_sub, det, inverted=False, allowed=None) -> dict:
         """Everything up to the feature net: tiles, stage-II maps, sub-cell draws and the patches.
 
         The N tile draws (with replacement) are grouped by tile: each distinct tile is read and scored
@@ -148,7 +156,7 @@ class ZoomIn(nn.Module):
         dev = a.device
         T, P, S = self.tile_size, self.patch_size, self.sub_grid
         n_cells = S[0] * S[1]
-        t_idx, t_p = base.draw(base.invert(a) if inverted else a, n_tiles, True, det, self.generator)
+        t_idx, t_p = base.draw(base.invert(a, allowed) if inverted else a, n_tiles, True, det, self.generator)
         N = t_idx.shape[1]
         # Group the draws of each image by tile: sorted, a new group where the tile changes.
         srt, order = t_idx.sort(1)
@@ -228,14 +236,14 @@ class ZoomIn(nn.Module):
         f_draws = f_u[plan["slot_u"]].reshape(B, N, -1)  # a tile drawn c_t times appears c_t times
         return base.aggregate(f_draws, plan["t_p"], True, plan["det"]), plan["info"]
 
-    def forward(self, image, lowres=None, labels=None):
+    def forward(self, image, lowres=None, labels=None, mask=None):
         base.check_image(image, self.patch_size, "patch size")
         det = self.eval_topk and not self.training
         n_tiles = self.n_tiles if self.training else self.n_tiles_eval
         n_sub = self.n_sub if self.training else self.n_sub_eval
         if n_sub > self.sub_grid[0] * self.sub_grid[1]:
             raise ValueError(f"n_sub={n_sub} is more than the {self.sub_grid} sub-tile cells")
-        a, ent1, grid = self.stage1(image, lowres)
+        a, ent1, grid = self.stage1(image, lowres, mask)
         plans = [self._plan(image, a, grid, n_tiles, n_sub, det)]
         pos = None
         if self.contrastive and self.training and labels is not None:
@@ -243,7 +251,11 @@ class ZoomIn(nn.Module):
             if pos is not None:
                 # Positive images seen through the inverted attention should look negative: this pushes
                 # the attention onto the evidence and teaches the classifier what "no evidence" looks like.
-                plans.append(self._plan(base.select(image, pos), a[pos], grid, n_tiles, n_sub, False, True))
+                # masked-out tiles (padding) stay out of the inverted distribution too
+                allowed = base.grid_mask(mask, grid, a.device)[pos] if mask is not None else None
+                plans.append(
+                    self._plan(base.select(image, pos), a[pos], grid, n_tiles, n_sub, False, True, allowed)
+                )
         # One feature-net call for both branches: BatchNorm sees one batch and updates its running
         # statistics once per step (the negatives alone are mostly background).
         sizes = [p["patches"].shape[0] for p in plans]
