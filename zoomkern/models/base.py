@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,16 @@ def pair(v) -> tuple[int, int]:
         return (v, v)
     a, b = v
     return (int(a), int(b))
+
+
+def apply_options(module: nn.Module, options) -> None:
+    """Every shared SamplingOptions field becomes an attribute of the model (``model.prior``, ...), so a
+    new shared option needs no per-model code; ``patch_size`` is normalised to a pair."""
+    from .options import SamplingOptions
+
+    for f in dataclasses.fields(SamplingOptions):
+        setattr(module, f.name, getattr(options, f.name))
+    module.patch_size = pair(options.patch_size)
 
 
 def check_image(image: torch.Tensor, min_size: tuple[int, int], what: str) -> None:

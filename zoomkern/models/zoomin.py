@@ -23,6 +23,7 @@ import zoomkern as zk
 
 from . import base
 from .nets import AttentionNet, FeatureNet, linear_head
+from .options import ZoomInOptions
 
 
 class ZoomIn(nn.Module):
@@ -46,42 +47,30 @@ class ZoomIn(nn.Module):
         n_classes: int = 10,
         in_channels: int = 1,
         *,
-        tile_size=100,
-        s1: float = 0.12,
-        s2: float = 0.25,
-        sub_grid=None,
-        patch_size=32,
-        n_tiles: int = 5,
-        n_sub: int = 2,
+        options: ZoomInOptions | None = None,
         attention1: nn.Module | None = None,
         attention2: nn.Module | None = None,
         feature_net: nn.Module | None = None,
         feature_dim: int | None = None,
         head: nn.Module | None = None,
-        entropy1: float = 0.0,
-        entropy2: float = 0.0,
-        temperature: float = 1.0,
-        smoothing: float = 1e-4,
-        prior: bool = False,
-        prior_eps: float = 1e-4,
-        prior_weight: float = 1.0,
-        contrastive: bool = False,
-        contrastive_weight: float = 1.0,
-        eval_topk: bool = False,
-        n_tiles_eval: int | None = None,
-        n_sub_eval: int | None = None,
+        **kwargs,
     ):
+        """``options`` (a ZoomInOptions, models/options.py) and/or its fields as keywords (they override
+        it); the networks are keywords of their own."""
         super().__init__()
-        self.tile_size = base.pair(tile_size)
-        self.patch_size = base.pair(patch_size)
-        if not 0 < s2 <= 1 or abs(1.0 / s2 - round(1.0 / s2)) > 1e-6:
+        o = self.options = ZoomInOptions.make(options, "ZoomIn", **kwargs)
+        base.apply_options(self, o)
+        self.tile_size = base.pair(o.tile_size)
+        if not 0 < o.s2 <= 1 or abs(1.0 / o.s2 - round(1.0 / o.s2)) > 1e-6:
             raise ValueError(
-                f"s2={s2}: stage II pools each tile by the integer factor 1/s2, and 1/s2 = {1.0 / s2:.4g} "
-                "is not an integer (it was rounded silently before); use e.g. 0.5, 0.25, 0.2 or 1/3"
+                f"s2={o.s2}: stage II pools each tile by the integer factor 1/s2, and 1/s2 = "
+                f"{1.0 / o.s2:.4g} is not an integer (it was rounded silently before); use e.g. 0.5, 0.25, "
+                "0.2 or 1/3"
             )
-        self.pool2 = max(1, round(1.0 / s2))
+        self.pool2 = max(1, round(1.0 / o.s2))
         view = (self.tile_size[0] // self.pool2, self.tile_size[1] // self.pool2)
-        self.sub_grid = base.pair(sub_grid) if sub_grid is not None else view
+        self.sub_grid = base.pair(o.sub_grid) if o.sub_grid is not None else view
+        n_tiles, n_sub = o.n_tiles, o.n_sub
         if n_sub > self.sub_grid[0] * self.sub_grid[1]:
             raise ValueError(
                 f"n_sub={n_sub} is more than the {self.sub_grid[0]}x{self.sub_grid[1]} sub-tile "
@@ -89,20 +78,18 @@ class ZoomIn(nn.Module):
             )
         if n_tiles <= 0 or n_sub <= 0:
             raise ValueError(f"n_tiles and n_sub must be positive, got {n_tiles}, {n_sub}")
-        if contrastive and n_classes != 2:
+        if o.contrastive and n_classes != 2:
             raise ValueError("contrastive=True needs a binary task (n_classes=2)")
-        self.s1, self.n_tiles, self.n_sub = s1, n_tiles, n_sub
-        self.n_tiles_eval, self.n_sub_eval = n_tiles_eval or n_tiles, n_sub_eval or n_sub
+        self.n_tiles, self.n_sub = n_tiles, n_sub
+        self.n_tiles_eval, self.n_sub_eval = o.n_tiles_eval or n_tiles, o.n_sub_eval or n_sub
         self.attention1 = attention1 if attention1 is not None else AttentionNet(in_channels)
         self.attention2 = attention2 if attention2 is not None else AttentionNet(in_channels)
         self.feature_net = feature_net if feature_net is not None else FeatureNet(in_channels)
         d = base.feature_dim(self.feature_net, feature_dim)
         self.head = head if head is not None else linear_head(d, n_classes)
-        self.entropy1, self.entropy2 = entropy1, entropy2
-        self.temperature, self.smoothing = temperature, smoothing
-        self.prior, self.prior_eps, self.prior_weight = prior, prior_eps, prior_weight
-        self.contrastive, self.contrastive_weight = contrastive, contrastive_weight
-        self.eval_topk = eval_topk
+        self.entropy1 = o.entropy if o.entropy1 is None else o.entropy1
+        self.entropy2 = o.entropy if o.entropy2 is None else o.entropy2
+        self.contrastive, self.contrastive_weight = o.contrastive, o.contrastive_weight
         self.generator: torch.Generator | None = None  # None: the global torch RNG (saved in checkpoints)
 
     def tile_grid(self, H: int, W: int) -> tuple[int, int]:
