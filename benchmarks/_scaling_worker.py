@@ -44,6 +44,10 @@ def inputs(cfg: dict, B: int, path: str):
     into RAM) or as a list of B zk.io sources, and the (B, 3, L, L) uint8 low views from the file's
     pyramid (given to every model, as a loader would: the low view is data, not part of the step)."""
     srcs = [zio.open(path) for _ in range(B)]  # B slides: each its own handle and tile cache
+    if tuple(srcs[0].shape) != (3, cfg["side"], cfg["side"]):
+        raise ValueError(
+            f"{path}: shape {tuple(srcs[0].shape)}, the benchmark needs (3, {cfg['side']}, {cfg['side']})"
+        )
     lv = srcs[0].lowres((cfg["low_view"], cfg["low_view"])).unsqueeze(0).repeat(B, 1, 1, 1)
     if cfg["source"] == "tiff":
         return srcs, lv

@@ -85,6 +85,8 @@ def lines(rows: list[dict]) -> list[str]:
                 speed = "OOM"
                 mem = f">{cap * 1024 / zm:.0f}x (OOM at {cap:g} GiB)" if cap and zm else "OOM"
                 bm_s = f"> {cap:g} GiB" if cap else "OOM"
+            elif r["info"].get("status", "ok") != "ok" or zk["info"].get("status", "ok") != "ok":
+                speed = mem = bm_s = "failed"
             else:
                 speed = f"{bt / zt:.2f}x" if bt and zt else "-"
                 mem = f"{bm / zm:.2f}x" if bm is not None and zm else "-"

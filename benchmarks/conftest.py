@@ -45,6 +45,13 @@ def pytest_addoption(parser):
         help="batch sizes, a comma list; default 1,8 (1 under --benchmark-disable)",
     )
     g.addoption(
+        "--scaling-tiff",
+        action="append",
+        default=[],
+        metavar="SIDE=PATH",
+        help="use this existing square RGB pyramidal TIFF for that side instead of the cached one",
+    )
+    g.addoption(
         "--scaling-budget-min",
         default=None,
         type=float,

@@ -137,14 +137,15 @@ def test_scaling(benchmark, point, request):
     budget = conf.getoption("scaling_budget_min")
     if budget is not None and time.monotonic() - _T0 > 60 * budget:
         pytest.skip(f"not run: the --scaling-budget-min of {budget:g} min was spent")
-    path = str(D.cached_tiff(side, conf.getoption("scaling_cache")))
+    given = dict(kv.split("=", 1) for kv in conf.getoption("scaling_tiff"))
+    path = given.get(str(side)) or str(D.cached_tiff(side, conf.getoption("scaling_cache")))
     cap = float(conf.getoption("scaling_cap_gib"))
     threads = int(conf.getoption("scaling_threads"))
     spec = dict(model=model, mode=mode, batch=B, side=side, path=path, cap_gib=cap, threads=threads)
 
     benchmark.group = f"scaling {mode} batch {B} side {side}"
     info = benchmark.extra_info
-    info.update(case=benchmark.group, model=model, mode=mode, batch=B, side=side, config=cfg)
+    info.update(case=benchmark.group, model=model, mode=mode, batch=B, side=side, config=cfg, file=path)
     info.update(cap_gib_above_idle=cap, threads=threads, load_avg=round(os.getloadavg()[0], 2))
 
     w = Worker(spec)
