@@ -90,7 +90,9 @@ class ATS(nn.Module):
             mask=mask,
             return_entropy=True,
         )
-        idx, p = base.draw(a, k, self.replace, det, self.generator)
+        idx, p = base.draw(
+            a, k, self.replace, det, self.generator, base.spacing(self.patch_size, grid, (H, W))
+        )
         off = zk.cells_to_offsets(idx, grid, (H, W), self.patch_size).to(dev)
         patches = base.gather(image, off, self.patch_size, dev)
         feats = self.feature_net(patches.flatten(0, 1)).reshape(B, idx.shape[1], -1)

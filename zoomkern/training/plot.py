@@ -35,7 +35,8 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
         )
         if "tile_offsets" in out:
             _draw_zoomin(ax, out, i, model, Rectangle)
-        for y, x in out["patch_offsets"][i].cpu().tolist():
+        valid = out.get("patch_valid", torch.ones(out["patch_offsets"].shape[:2], dtype=torch.bool))[i]
+        for y, x in out["patch_offsets"][i][valid.to(out["patch_offsets"].device)].cpu().tolist():
             ph, pw = model.patch_size
             ax.add_patch(Rectangle((x, y), pw, ph, fill=False, edgecolor="lime", linewidth=1.2))
         ax.set_xlim(0, W)
