@@ -142,6 +142,47 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def targets(rows) -> str:
+    """The issue's targets, per step and batch, from the same rows (Zoom-In against itself and others)."""
+
+    def get(model, mode, batch, side):
+        x = next(
+            (x for x in rows if (x["model"], x["mode"], x["batch"], x["side"]) == (model, mode, batch, side)),
+            None,
+        )
+        return x if x is not None and x.get("status") == "ok" else x
+
+    out = []
+    sides = sorted({x["side"] for x in rows})
+    lo, hi = sides[0], sides[-1]
+    for mode in ("train", "infer"):
+        for batch in sorted({x["batch"] for x in rows}):
+            z0, z1, z4 = (get("zoomin", mode, batch, s) for s in (lo, hi, 4000))
+            line = [f"{mode} batch {batch}:"]
+            if z0 and z1 and z0.get("status") == z1.get("status") == "ok":
+                m0, m1 = z0["peak_mib_per_image"], z1["peak_mib_per_image"]
+                t0, t1 = z0["sec_per_image"], z1["sec_per_image"]
+                line.append(
+                    f"Zoom-In memory {hi} vs {lo}: {m1:.0f} / {m0:.0f} MiB = {m1 / m0:.2f}x (target <= 1.5x, "
+                    f"< 1024 MiB); time {t1:.3g} / {t0:.3g} s = {t1 / t0:.2f}x (target <= 2x)."
+                )
+            if z4 and z4.get("status") == "ok":
+                for other, goal in (("cnn_full", ">= 20x"), ("ats", "> 1x")):
+                    o = get(other, mode, batch, 4000)
+                    if o is None:
+                        continue
+                    if o.get("status") == "oom":
+                        cap = o["cap_gib_above_idle"] * 1024 / batch
+                        line.append(
+                            f"at 4000 {other} OOM: > {cap / z4['peak_mib_per_image']:.0f}x (target {goal})."
+                        )
+                    elif o.get("status") == "ok":
+                        r = o["peak_mib_per_image"] / z4["peak_mib_per_image"]
+                        line.append(f"at 4000 {other} / Zoom-In memory = {r:.2f}x (target {goal}).")
+            out.append(" ".join(line))
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="?", help="a pytest-benchmark JSON (default: newest under .benchmarks/)")
@@ -154,6 +195,7 @@ def main(argv=None) -> int:
     plot(rows, title, a.out)
     if a.table:
         print(table(rows))
+        print(targets(rows))
     return 0
 
 
