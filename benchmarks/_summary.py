@@ -6,7 +6,7 @@ their ``extra_info`` as the bench modules write it, so a new module only has to 
 - time: ``sec_per_image`` (scaling), ``sec_per_sample_interleaved`` (models), ``median_s_interleaved``
   (kernels: the interleaved median measured side by side), else the row's own pytest-benchmark median;
 - memory: ``peak_mib_per_image``, ``peak_mib_per_sample``, or ``peak_bytes_<impl>``;
-- throughput: ``gbps`` (this row's median), else ``gbps_interleaved``;
+- throughput: ``gbps`` (this row's median), else ``gbps_interleaved``; ``rate_fraction`` (of the copy rate);
 - ``status: "oom"`` with ``cap_gib_above_idle``: the baseline ran out of memory at that cap.
 Ratios are baseline / zoomkern, so > 1 means zoomkern is faster or smaller.
 """
@@ -49,7 +49,12 @@ def _mib(r):
 
 def _gbps(r):
     v = r["info"].get("gbps", r["info"].get("gbps_interleaved"))
-    return f"{v:.2f}" if isinstance(v, (int, float)) else ""
+    if not isinstance(v, (int, float)):
+        return ""
+    frac = r["info"].get("rate_fraction")  # zoomkern's rate over the machine's copy rate, where measured
+    if _impl(r) in ZK_NAMES and isinstance(frac, (int, float)):
+        return f"{v:.2f} ({100 * frac:.0f}% of copy)"
+    return f"{v:.2f}"
 
 
 def _t(s):
