@@ -28,7 +28,7 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
     H, W = image[0].shape[-2:]
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        ax.imshow(_picture(image[i]), cmap="gray", extent=(0, W, H, 0))
+        ax.imshow(_picture(image[i]), cmap="gray", extent=(0, W, H, 0))  # RGB as RGB (colon, slides)
         a = out["attention"][i].float().cpu().numpy()
         ax.imshow(
             a / max(a.max(), 1e-12), cmap="Reds", alpha=0.35, extent=(0, W, H, 0), interpolation="nearest"
