@@ -9,15 +9,14 @@
 
 #include <string>
 
+#include "../common/cpu_capability.h"
 #include "../common/dispatch.h"
 #include "../common/ops.h"
 #include "gather_cpu_vec.h"
 
-namespace zoomkern {
-namespace DEFAULT {
-void gather_cpu_kernel(const GatherArgs& a);
-}
+ZOOMKERN_CPU_VARIANTS(void, gather_cpu_kernel, (const GatherArgs& a))
 
+namespace zoomkern {
 namespace {
 
 at::Tensor check_stat(const std::optional<at::Tensor>& t, const char* name, int64_t C) {
@@ -74,7 +73,7 @@ at::Tensor gather_cpu(const at::Tensor& image, const at::Tensor& offsets_in, int
   g.std_ = std_c.defined() ? std_c.const_data_ptr<float>() : nullptr;
   g.in_type = image.scalar_type();
   g.out_type = out_dtype;
-  DEFAULT::gather_cpu_kernel(g);
+  ZOOMKERN_CPU_CALL(gather_cpu_kernel, g);
   return out;
 }
 

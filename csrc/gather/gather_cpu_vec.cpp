@@ -13,10 +13,6 @@
 // every one on a new page, so the hardware prefetchers do not follow them.
 // Conversion and normalisation follow the reference op by op (value.to(out) - mean.to(out), then
 // / std.to(out), each rounded to out_t); vector sub/div round like scalar ones, so results are bit-exact.
-#ifndef CPU_CAPABILITY
-#define CPU_CAPABILITY DEFAULT  // built as an ordinary source (no per-capability build)
-#endif
-
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <c10/util/TypeCast.h>
