@@ -88,7 +88,8 @@ def lines(rows: list[dict]) -> list[str]:
             if r["info"].get("status") == "oom":
                 cap = r["info"].get("cap_gib_above_idle")
                 speed = "OOM"
-                mem = f">{cap * 1024 / zm:.0f}x (OOM at {cap:g} GiB)" if cap and zm else "OOM"
+                per = cap * 1024 / r["info"].get("batch", 1) if cap else None  # the cap per image
+                mem = f">{per / zm:.1f}x (OOM at {cap:g} GiB)" if per and zm else "OOM"
                 bm_s = f"> {cap:g} GiB" if cap else "OOM"
             elif r["info"].get("status", "ok") != "ok" or zk["info"].get("status", "ok") != "ok":
                 speed = mem = bm_s = "failed"

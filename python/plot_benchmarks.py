@@ -133,7 +133,7 @@ def table(rows) -> str:
             if x is None:
                 cells.append("not run")
             elif x.get("status") == "oom":
-                cells.append(f"OOM (> {x['cap_gib_above_idle']:g} GiB)")
+                cells.append(f"OOM (cap {x['cap_gib_above_idle']:g} GiB / batch)")
             elif x.get("status") != "ok":
                 cells.append("failed")
             else:
