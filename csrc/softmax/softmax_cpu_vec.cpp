@@ -1,5 +1,6 @@
 // SIMD body of the spatial softmax (csrc/softmax/softmax_cpu.cpp checks arguments and picks the build).
 // Compiled once per CPU capability (setup.py), so everything is in zoomkern::CPU_CAPABILITY.
+// ZOOMKERN_BUILD_AVX512: also built for AVX-512 (16 lanes), as torch.softmax runs where the CPU has it.
 //
 // A row of N logits is cut into chunks of kChunk (L1-resident). Forward, per chunk, reading x once from
 // memory: the chunk max m_c (first L1 pass), then e = exp(z - m_c) written to p with the chunk's
@@ -58,6 +59,11 @@ inline Vec fast_log(const Vec& v) {
 template <>
 inline at::vec::Vectorized<float> fast_log(const at::vec::Vectorized<float>& v) {
   return at::vec::Vectorized<float>(Sleef_logf8_u35avx2(v));
+}
+#elif defined(CPU_CAPABILITY_AVX512)
+template <>
+inline at::vec::Vectorized<float> fast_log(const at::vec::Vectorized<float>& v) {
+  return at::vec::Vectorized<float>(Sleef_logf16_u35avx512f(v));
 }
 #endif
 
