@@ -19,26 +19,45 @@ class Samples(NamedTuple):
     probs: Tensor
 
 
+def _check_values(flat: Tensor, k: int, replace: bool, *, sync: bool | None = None) -> None:
+    """Value checks on (B, N) probs. CPU (``sync``): a ValueError now. Other devices: ``torch._assert_async``,
+    which raises at a later synchronisation without stalling the stream here; the kernels clamp meanwhile
+    (valid, distinct indices), so the gather that follows never reads out of range."""
+    if flat.shape[0] == 0 or flat.shape[1] == 0:
+        return
+    if sync is None:
+        sync = flat.device.type == "cpu"
+    if not sync:
+        if not replace:
+            n_pos = (flat > 0).sum(1).min()
+            torch._assert_async(
+                n_pos >= k,
+                f"sample_patches: k={k} is larger than the number of positive positions of some sample; "
+                "sampling without replacement needs k distinct positions",
+            )
+        return
+    lowest = flat.min()
+    if not bool(lowest >= 0):  # one reduction catches NaN (compares False) and negatives
+        raise ValueError(
+            "probs contains NaN" if bool(torch.isnan(flat).any()) else "probs contains negative values"
+        )
+    if not replace:
+        n_pos = int(torch.count_nonzero(flat, dim=1).min())
+        if k > n_pos:
+            raise ValueError(
+                f"k={k} is larger than the number of positive positions ({n_pos}) of some sample; "
+                "sampling without replacement needs k distinct positions"
+            )
+    elif bool((flat.sum(1) <= 0).any()):
+        raise ValueError("probs has a sample with no positive probability")
+
+
 @torch.library.custom_op("zoomkern::sample_patches", mutates_args=())
 def _sample_patches(probs: Tensor, k: int, replace: bool, seed: Tensor) -> Tensor:
     B = probs.shape[0]
     flat = probs.reshape(B, -1)
     flat = flat.to(torch.float64 if flat.dtype == torch.float64 else torch.float32).contiguous()
-    if flat.device.type == "cpu":  # value checks need a sync on CUDA: done on CPU only
-        lowest = flat.min() if flat.numel() else flat.new_zeros(())
-        if not bool(lowest >= 0):  # one reduction catches NaN (compares False) and negatives
-            raise ValueError(
-                "probs contains NaN" if bool(torch.isnan(flat).any()) else "probs contains negative values"
-            )
-        if not replace:
-            n_pos = int(torch.count_nonzero(flat, dim=1).min())
-            if k > n_pos:
-                raise ValueError(
-                    f"k={k} is larger than the number of positive positions ({n_pos}) of some sample; "
-                    "sampling without replacement needs k distinct positions"
-                )
-        elif bool((flat.sum(1) <= 0).any()):
-            raise ValueError("probs has a sample with no positive probability")
+    _check_values(flat, k, replace)
     _, kern = backends.select("sample", probs.device)
     return kern.sample(flat, k, replace, seed)
 
@@ -63,6 +82,8 @@ def sample_patches(probs, k, *, replace=False, generator=None) -> Samples:
     n = probs[0].numel() if probs.shape[0] else 0
     if not replace and k > n:
         raise ValueError(f"k={k} is larger than the number of positions ({n}) without replacement")
+    if probs.shape[0] and n == 0:
+        raise ValueError(f"probs has no positions (shape {tuple(probs.shape)}); cannot draw k={k}")
     seed = _rng.make_seed(probs.device, generator)
     indices = _sample_patches(probs.detach(), k, bool(replace), seed)
     return Samples(indices, torch.gather(probs.reshape(probs.shape[0], -1), 1, indices))
