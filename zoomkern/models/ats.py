@@ -64,7 +64,7 @@ class ATS(nn.Module):
         self.eval_topk = eval_topk
         self.generator: torch.Generator | None = None
 
-    def forward(self, image, lowres=None, labels=None):
+    def forward(self, image, lowres=None, labels=None, mask=None):
         base.check_image(image, self.patch_size, "patch size")
         B, C, H, W = image.shape
         dev = next(self.parameters()).device
@@ -81,8 +81,14 @@ class ATS(nn.Module):
         logits = base.pool_logits(raw, grid)
         if self.prior:
             logits = logits + self.prior_weight * base.ink_prior(low, grid, self.prior_eps)
+        if mask is not None:  # (B, h, w) bool: where attention may look (tissue, not padding)
+            mask = base.grid_mask(mask, grid, dev)
         a, ent = zk.spatial_softmax(
-            logits.float(), temperature=self.temperature, smoothing=self.smoothing, return_entropy=True
+            logits.float(),
+            temperature=self.temperature,
+            smoothing=self.smoothing,
+            mask=mask,
+            return_entropy=True,
         )
         idx, p = base.draw(a, k, self.replace, det, self.generator)
         off = zk.cells_to_offsets(idx, grid, (H, W), self.patch_size).to(dev)

@@ -62,6 +62,18 @@ def pool_logits(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     return logits[:, 0]
 
 
+def grid_mask(mask: torch.Tensor, grid: tuple[int, int], device) -> torch.Tensor:
+    """(B, h, w) bool at any resolution -> (B, gh, gw) bool: a cell is allowed when any of its pixels is
+    (max pooling: a tile holding a sliver of tissue may hold the evidence)."""
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 3 or mask.dtype != torch.bool:
+        got = f"{mask.dtype} {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"mask must be a (B, h, w) bool tensor, got {got}")
+    m = mask.to(device)
+    if tuple(m.shape[-2:]) != tuple(grid):
+        m = F.adaptive_max_pool2d(m[:, None].float(), grid)[:, 0] > 0
+    return m
+
+
 def ink_prior(view: torch.Tensor, grid: tuple[int, int], eps: float) -> torch.Tensor:
     """log(mean ink per cell + eps), (B, gh, gw): the cold-start prior of ALGORITHMS.md.
     Computed under no_grad: it is a fixed bias, not something to learn through."""

@@ -26,7 +26,9 @@ class ZoomIn(nn.Module):
     """Two-stage attention-sampling classifier.
 
     forward(image (B, C, H, W) uint8/uint16/float, on CPU or the model's device; lowres (B, C, h, w) or
-    None; labels (B,) only for the contrastive term) -> dict with ``logits`` (B, n_classes),
+    None; labels (B,) only for the contrastive term; mask (B, h, w) bool or None: where stage I may look
+    (tissue, not padding), at any resolution, pooled to the tile grid: a tile is allowed when any of its
+    mask pixels is True) -> dict with ``logits`` (B, n_classes),
     ``aux_loss`` (scalar: entropy and contrastive terms, add it to the task loss) and what was drawn:
     ``attention`` (B, gh, gw) stage-I map, ``tile_indices``/``tile_offsets`` (B, N)/(B, N, 2),
     ``sub_attention`` (B, N, sh, sw), ``sub_indices`` (B, N, k), ``patch_offsets`` (B, N*k, 2)
@@ -96,18 +98,24 @@ class ZoomIn(nn.Module):
         # ceil: neighbouring tiles may overlap a little but together they cover the whole image.
         return (math.ceil(H / self.tile_size[0]), math.ceil(W / self.tile_size[1]))
 
-    def _softmax(self, logits, view, grid):
+    def _softmax(self, logits, view, grid, mask=None):
         if self.prior:
             logits = logits + self.prior_weight * base.ink_prior(view, grid, self.prior_eps)
         return zk.spatial_softmax(
-            logits.float(), temperature=self.temperature, smoothing=self.smoothing, return_entropy=True
+            logits.float(),
+            temperature=self.temperature,
+            smoothing=self.smoothing,
+            mask=mask,
+            return_entropy=True,
         )
 
-    def stage1(self, image, lowres):
+    def stage1(self, image, lowres, mask=None):
         dev = next(self.parameters()).device
         low = base.low_view(image, lowres, self.s1, dev)
         grid = self.tile_grid(*image.shape[-2:])
-        a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid)
+        if mask is not None:
+            mask = base.grid_mask(mask, grid, dev)
+        a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid, mask)
         return a, ent, grid
 
     def stage2(self, image, a, grid, n_tiles, n_sub, det, inverted=False):
@@ -141,14 +149,14 @@ class ZoomIn(nn.Module):
         )
         return f, info
 
-    def forward(self, image, lowres=None, labels=None):
+    def forward(self, image, lowres=None, labels=None, mask=None):
         base.check_image(image, self.patch_size, "patch size")
         det = self.eval_topk and not self.training
         n_tiles = self.n_tiles if self.training else self.n_tiles_eval
         n_sub = self.n_sub if self.training else self.n_sub_eval
         if n_sub > self.sub_grid[0] * self.sub_grid[1]:
             raise ValueError(f"n_sub={n_sub} is more than the {self.sub_grid} sub-tile cells")
-        a, ent1, grid = self.stage1(image, lowres)
+        a, ent1, grid = self.stage1(image, lowres, mask)
         f, info = self.stage2(image, a, grid, n_tiles, n_sub, det)
         logits = self.head(f)
         aux = base.entropy_loss(self.entropy1, ent1) + base.entropy_loss(self.entropy2, info["entropy2"])

@@ -108,14 +108,48 @@ def _from_numpy(arr: np.ndarray) -> Tensor:
         return torch.from_numpy(arr)
 
 
+def _sources(image):
+    """A zk.io.Source or a list of them -> list, else None. zoomkern.io is imported only when the image
+    is not an array: the op module stays light."""
+    if isinstance(image, (torch.Tensor, np.ndarray)):
+        return None
+    from ..io import sources
+
+    return sources(image)
+
+
+def _gather_sources(srcs, offsets, size, device, dtype, mean, std):
+    """Read the patches from the sources (through a pinned buffer to CUDA), then convert and normalise
+    them on the target with the same kernel as the tensor path (an identity gather), so both paths give
+    the same numbers."""
+    from ..io.staging import read_batch
+
+    raw = read_batch(srcs, offsets, size, device)  # (B, k, C, ph, pw) in the sources' dtype
+    if dtype is None and mean is None and std is None:
+        return raw
+    B, k, C, ph, pw = raw.shape
+    flat = raw.reshape(B * k, C, ph, pw)
+    if B * k == 0:
+        out_dtype = reference.resolve_out_dtype(raw.dtype, dtype, mean, std)
+        return raw.to(out_dtype)
+    zero = torch.zeros((B * k, 1, 2), dtype=torch.int64, device=flat.device)
+    out = gather_patches(flat, zero, (ph, pw), dtype=dtype, mean=mean, std=std)
+    return out.reshape(B, k, C, ph, pw)
+
+
 def gather_patches(image, offsets, size, *, layout="CHW", device=None, dtype=None, mean=None, std=None):
     """Cut patches of ``size`` (ph, pw) at ``offsets`` (B, k, 2) int64 top-left (y, x).
 
     image (B, C, H, W) (or (B, H, W, C) with ``layout="HWC"``), uint8/uint16/float, a tensor on CPU
-    (pinned or not) or CUDA, or a numpy array/memmap. Returns (B, k, C, ph, pw) on ``device`` (default:
-    the image's), in ``dtype`` (default: the image's; float32 when normalising integers). Pixels outside
-    the image are 0 before normalisation. Differentiable in a floating-point image.
+    (pinned or not) or CUDA, or a numpy array/memmap; or a zk.io.Source or a list of B sources (then
+    ``layout`` does not apply, offsets may be on any device, and the patches are read from the sources).
+    Returns (B, k, C, ph, pw) on ``device`` (default: the image's; CPU for sources), in ``dtype``
+    (default: the image's; float32 when normalising integers). Pixels outside the image are 0 before
+    normalisation. Differentiable in a floating-point image tensor.
     """
+    srcs = _sources(image)
+    if srcs is not None:
+        return _gather_sources(srcs, offsets, size, device, dtype, mean, std)
     if isinstance(image, np.ndarray):
         image = _from_numpy(image)
     _checks.tensor("image", image, dtypes=IMAGE_DTYPES, dim=4)
