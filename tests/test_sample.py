@@ -128,15 +128,16 @@ def test_gumbel_noise_resolves_the_smallest_exponentials():
 
 
 def test_cuda_check_is_asynchronous_and_names_k():
-    # On CUDA the k > positive-cells check cannot sync with the host: it is a torch._assert_async (on CPU
-    # tensors that raises at once, which is how this test sees its message).
-    from zoomkern.ops.sample import _check_values
+    # On CUDA the k > positive-cells check cannot sync with the host: it is a torch._assert_async on the
+    # drawn cells (on CPU tensors that raises at once, which is how this test sees its message).
+    from zoomkern.ops.sample import _check_draws
 
     p = torch.tensor([[0.5, 0.5, 0.0, 0.0]])
-    _check_values(p, 2, False, sync=False)
+    _check_draws(p, torch.tensor([[1, 0]]), 2, False, sync=False)
     with pytest.raises(RuntimeError, match="k=3 is larger than the number of positive positions"):
-        _check_values(p, 3, False, sync=False)
-    _check_values(p, 3, True, sync=False)  # with replacement any k is fine
+        _check_draws(p, torch.tensor([[1, 0, 2]]), 3, False, sync=False)
+    with pytest.raises(RuntimeError, match="no positive probability"):
+        _check_draws(torch.zeros(1, 4), torch.tensor([[3, 3]]), 2, True, sync=False)
 
 
 def test_no_positions_is_refused_on_every_device_path():
