@@ -221,40 +221,31 @@ def build_model(cfg: TrainConfig):
         fnet = models.timm_feature_net(cfg.timm_backbone, c)
     else:
         fnet = models.FeatureNet(c, widths=tuple(cfg.feature_widths), norm=cfg.feature_norm)
+    # The options both attention models share, set once (models/options.py declares them).
+    shared = dict(
+        s1=cfg.scale,
+        patch_size=cfg.patch_size,
+        entropy=cfg.entropy,
+        prior=cfg.prior,
+        prior_eps=cfg.prior_eps,
+        eval_topk=cfg.eval_topk,
+    )
     if cfg.model == "zoomin":
-        return models.ZoomIn(
-            cfg.n_classes,
-            c,
+        opts = models.ZoomInOptions(
+            **shared,
             tile_size=cfg.tile_size,
-            s1=cfg.scale,
             s2=cfg.s2,
             sub_grid=cfg.sub_grid,
-            patch_size=cfg.patch_size,
             n_tiles=cfg.n_tiles,
             n_sub=cfg.n_sub,
-            feature_net=fnet,
-            entropy1=cfg.entropy,
-            entropy2=cfg.entropy,
-            prior=cfg.prior,
-            prior_eps=cfg.prior_eps,
-            eval_topk=cfg.eval_topk,
             n_tiles_eval=cfg.n_tiles_eval,
             n_sub_eval=cfg.n_sub_eval,
             contrastive=cfg.contrastive,
         )
+        return models.ZoomIn(cfg.n_classes, c, options=opts, feature_net=fnet)
     if cfg.model == "ats":
-        return models.ATS(
-            cfg.n_classes,
-            c,
-            s1=cfg.scale,
-            patch_size=cfg.patch_size,
-            n_patches=cfg.n_patches,
-            feature_net=fnet,
-            entropy=cfg.entropy,
-            prior=cfg.prior,
-            prior_eps=cfg.prior_eps,
-            eval_topk=cfg.eval_topk,
-        )
+        opts = models.ATSOptions(**shared, n_patches=cfg.n_patches)
+        return models.ATS(cfg.n_classes, c, options=opts, feature_net=fnet)
     if cfg.model == "cnn_lowres":
         return models.CNNLowRes(cfg.n_classes, c, s1=cfg.scale)
     if cfg.model == "cnn_full":

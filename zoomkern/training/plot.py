@@ -35,7 +35,8 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
         )
         if "tile_offsets" in out:
             _draw_zoomin(ax, out, i, model, Rectangle)
-        for y, x in out["patch_offsets"][i].cpu().tolist():
+        valid = out.get("patch_valid", torch.ones(out["patch_offsets"].shape[:2], dtype=torch.bool))[i]
+        for y, x in out["patch_offsets"][i][valid.to(out["patch_offsets"].device)].cpu().tolist():
             ph, pw = model.patch_size
             ax.add_patch(Rectangle((x, y), pw, ph, fill=False, edgecolor="lime", linewidth=1.2))
         ax.set_xlim(0, W)
@@ -66,3 +67,55 @@ def _draw_zoomin(ax, out, i, model, Rectangle):
         rgba[..., 2] = 1.0
         rgba[..., 3] = 0.6 * b / max(b.max(), 1e-12)
         ax.imshow(rgba, extent=(x, x + tw, y + th, y), interpolation="nearest")
+
+
+def plot_diagnosis(csv_path: str, path: str) -> str | None:
+    """Per-epoch curves from metrics.csv: accuracy, the share of patches on digit ink and on noise ink
+    (training draws and evaluation patches), and each stage's attention entropy over log(cells).
+    Returns ``path``, or None when the CSV has no diagnosis columns (a data set without object boxes)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def col(name):
+        out = []
+        for r in rows:
+            try:
+                out.append(float(r.get(name) or "nan"))
+            except ValueError:
+                out.append(float("nan"))
+        return np.array(out)
+
+    if not rows or np.isnan(col("train_patch_digit")).all():
+        return None
+    ep = col("epoch") + 1
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    share = [("train_patch_digit", "train: digit ink"), ("train_patch_noise", "train: noise"),
+             ("test_patch_digit", "test: digit ink"), ("test_patch_noise", "test: noise")]  # fmt: skip
+    entropy = [("train_entropy1", "stage I, train"), ("test_entropy1", "stage I, test"),
+               ("train_entropy2", "stage II, train"), ("test_entropy2", "stage II, test")]  # fmt: skip
+    panels = [
+        ("accuracy", [("train_acc", "train (sampled)"), ("test_acc", "test")]),
+        ("share of patches", share),
+        ("attention entropy / log(cells)", entropy),
+    ]
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        for name, label in series:
+            v = col(name)
+            if not np.isnan(v).all():
+                ax.plot(ep, v, marker="o", ms=3, label=label, ls="--" if name.startswith("train") else "-")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
