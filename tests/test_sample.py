@@ -143,3 +143,24 @@ def test_cuda_check_is_asynchronous_and_names_k():
 def test_no_positions_is_refused_on_every_device_path():
     with pytest.raises(ValueError, match="no positions"):
         zk.sample_patches(torch.zeros(2, 0), 3, replace=True)
+
+
+def test_sample_checks_do_not_sync_on_cuda(monkeypatch):
+    # Fake CUDA tensors carry no data: any host read raises, torch._assert_async passes (see
+    # tests/test_no_host_sync.py). The op body is called directly; the kernel is stubbed (shapes only).
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import zoomkern.ops.sample as sample_op
+    from zoomkern import backends
+
+    class _Stub:
+        @staticmethod
+        def sample(flat, k, replace, seed):
+            return flat.new_zeros((flat.shape[0], k), dtype=torch.int64)
+
+    monkeypatch.setattr(backends, "select", lambda op, device: ("stub", _Stub))
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        probs = torch.empty(2, 5, 7, device="cuda")
+        seed = torch.zeros(2, dtype=torch.int64, device="cuda")
+        shapes = [sample_op._sample_patches._init_fn(probs, 3, r, seed).shape for r in (False, True)]
+    assert shapes == [(2, 3), (2, 3)]
