@@ -51,6 +51,8 @@ class TrainConfig:
     contrastive: bool = False
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
+    # Padding of the attention nets' convolutions: "zeros" or "replicate" (no response at tile borders).
+    attention_padding: str = "zeros"
     feature_widths: tuple[int, ...] = (16, 32, 64)
     feature_norm: str = "group"
     # A timm model name (e.g. "resnet10t") for the feature network instead of the small built-in one.
@@ -152,10 +154,15 @@ PRESETS: dict[str, dict] = {
         root="data/mnist_paper",
         out="runs/paper",
     ),
-    # Colon-cancer histology (100 images of 500 x 500 RGB, binary), the official Zoom-In defaults
+    # Colon-cancer histology (100 images of 500 x 500 RGB, binary), the official Zoom-In model defaults
     # (ALGORITHMS.md): tiles 250 x 250, s1 = 1/10, s2 = 1/5, 27 x 27 patches, 10 of them (5 tile draws x 2
-    # sub-cells), Adam 1e-4, weight decay 1e-5, clipping 5. No ink prior (stained tissue is not bright ink
-    # on black): the attention starts uniform. Flips and 90-degree rotations on the fly.
+    # sub-cells), weight decay 1e-5, clipping 5. No ink prior (stained tissue is not bright ink on black):
+    # the attention starts uniform. Flips and 90-degree rotations on the fly. Measured on the generated
+    # colon-like set (README): the official Adam 1e-4 for 100 epochs was still at chance after 11 epochs and
+    # does not fit 5 minutes here; lr 1e-3 with batch 5 (18 steps an epoch) left chance in about 5 epochs.
+    # Evaluation draws patches like training (10 tile draws x 4 sub-cells): deterministic top-k on a
+    # still-flat attention map picks the same corner cells in every image, and with BatchNorm it ranked
+    # the test images perfectly (AUC 1.0) yet called them all one class (accuracy 50%).
     "colon": dict(
         dataset="colon",
         root="data/colon",
@@ -169,14 +176,14 @@ PRESETS: dict[str, dict] = {
         n_sub=2,
         prior=False,
         entropy=0.0,
-        eval_topk=True,
-        n_tiles_eval=4,
+        eval_topk=False,
+        n_tiles_eval=10,
         n_sub_eval=4,
         feature_norm="batch",
         augment=True,
-        epochs=100,
-        batch_size=10,
-        lr=1e-4,
+        epochs=30,
+        batch_size=5,
+        lr=1e-3,
         weight_decay=1e-5,
         clip=5.0,
         out="runs/colon",
@@ -184,7 +191,8 @@ PRESETS: dict[str, dict] = {
     ),
     # Swedish traffic-sign speed limits (960 x 1280 RGB, EMPTY / 50 / 70 / 80): 100 x 100 patches as in
     # the attention-sampling paper, 12 tiles of 320 x 320, class weights for the imbalance (most images
-    # are EMPTY), brightness / contrast jitter on the fly (no flips: mirrored digits).
+    # are EMPTY), brightness / contrast jitter on the fly (no flips: mirrored digits). Uniform attention
+    # at the start, as for colon.
     "traffic_signs": dict(
         dataset="traffic_signs",
         root="data/traffic_signs",
@@ -199,8 +207,8 @@ PRESETS: dict[str, dict] = {
         n_sub=2,
         prior=False,
         entropy=0.0,
-        eval_topk=True,
-        n_tiles_eval=12,
+        eval_topk=False,  # sampled evaluation, as for colon (see there)
+        n_tiles_eval=10,
         n_sub_eval=2,
         feature_norm="batch",
         augment=True,
@@ -242,10 +250,16 @@ def build_model(cfg: TrainConfig):
             n_sub_eval=cfg.n_sub_eval,
             contrastive=cfg.contrastive,
         )
-        return models.ZoomIn(cfg.n_classes, c, options=opts, feature_net=fnet)
+        # attention1 then attention2 then the head: the order ZoomIn itself builds them in (same weights)
+        att1 = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        att2 = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        return models.ZoomIn(
+            cfg.n_classes, c, options=opts, feature_net=fnet, attention1=att1, attention2=att2
+        )
     if cfg.model == "ats":
         opts = models.ATSOptions(**shared, n_patches=cfg.n_patches)
-        return models.ATS(cfg.n_classes, c, options=opts, feature_net=fnet)
+        att = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        return models.ATS(cfg.n_classes, c, options=opts, feature_net=fnet, attention=att)
     if cfg.model == "cnn_lowres":
         return models.CNNLowRes(cfg.n_classes, c, s1=cfg.scale)
     if cfg.model == "cnn_full":

@@ -28,7 +28,10 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
     H, W = image.shape[-2:]
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        ax.imshow(image[i, 0].float().numpy(), cmap="gray", extent=(0, W, H, 0))
+        if image.shape[1] == 3 and image.dtype == torch.uint8:  # RGB data sets (colon, traffic signs)
+            ax.imshow(image[i].permute(1, 2, 0).numpy(), extent=(0, W, H, 0))
+        else:
+            ax.imshow(image[i, 0].float().numpy(), cmap="gray", extent=(0, W, H, 0))
         a = out["attention"][i].float().cpu().numpy()
         ax.imshow(
             a / max(a.max(), 1e-12), cmap="Reds", alpha=0.35, extent=(0, W, H, 0), interpolation="nearest"
