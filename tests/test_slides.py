@@ -92,7 +92,7 @@ def test_tissue_mask_never_empty_and_grey():
 
 def test_padded_batch_of_two_sizes(folder, tmp_path):
     ds = SlideFolder(folder, _csv(tmp_path / "p.csv", "s0,0\ns2,1\n"), scale=1 / 16)
-    sources, low, mask, y = collate_slides([ds[0], ds[1]])
+    sources, low, y, mask = collate_slides([ds[0], ds[1]])
     assert [s.shape for s in sources] == [(3, 1200, 900), (3, 700, 1100)]
     assert low.shape == (2, 3, 75, 69) and mask.shape == (2, 75, 69) and y.tolist() == [0, 1]
     assert not mask[0, :, 56:].any() and not mask[1, 44:].any()  # padding is masked

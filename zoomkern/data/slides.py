@@ -3,7 +3,7 @@
     ds = zk.data.SlideFolder("slides/", "slides/labels.csv", scale=1 / 64)
     source, lowres, label = ds[0]          # a zk.io Source (read patch by patch), (C, h, w) uint8, int
     mask = zk.data.tissue_mask(lowres)     # (h, w) bool: Otsu on saturation (RGB) or darkness (grey)
-    sources, low, mask, labels = collate_slides([ds[0], ds[1]])   # slides of different sizes, padded
+    sources, low, labels, mask = collate_slides([ds[0], ds[1]])   # slides of different sizes, padded
 
 The low view comes from the nearest pyramid level (``Source.lowres``), never from level 0 when a smaller
 level serves, so a 100000 x 100000 slide costs a few MB here.
@@ -155,8 +155,9 @@ def pad_views(views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def collate_slides(items, *, tissue: bool = True):
-    """DataLoader collate for SlideFolder items -> (sources list, low (B, C, h, w), mask (B, h, w) bool,
-    labels (B,)). The mask is the padding mask, and-ed with the tissue mask when ``tissue``."""
+    """DataLoader collate for SlideFolder items -> (sources list, low (B, C, h, w), labels (B,), mask
+    (B, h, w) bool): the first three as for any data set, then the padding mask, and-ed with the tissue
+    mask when ``tissue``. Pass the mask to the model: ``model(sources, low, mask=mask)``."""
     sources = [it[0] for it in items]
     views = [torch.as_tensor(it[1]) for it in items]
     low, mask = pad_views(views)
@@ -164,4 +165,4 @@ def collate_slides(items, *, tissue: bool = True):
         for i, v in enumerate(views):
             mask[i, : v.shape[-2], : v.shape[-1]] &= tissue_mask(v)
     labels = torch.tensor([int(it[2]) for it in items], dtype=torch.long)
-    return sources, low, mask, labels
+    return sources, low, labels, mask

@@ -66,3 +66,52 @@ def _draw_zoomin(ax, out, i, model, Rectangle):
         rgba[..., 2] = 1.0
         rgba[..., 3] = 0.6 * b / max(b.max(), 1e-12)
         ax.imshow(rgba, extent=(x, x + tw, y + th, y), interpolation="nearest")
+
+
+def plot_one(model, out: dict, low: torch.Tensor, size, path: str, *, i: int = 0, title: str = "") -> str:
+    """Write a PNG of sample ``i`` of a model output ``out`` over its low view ``low`` (C, h, w) (the
+    full-resolution image is never read: a slide would not fit); ``size`` (H, W) is the level-0 size that
+    the offsets refer to. Same colours as plot_attention; patches too small to see at this scale are
+    drawn as green dots. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    H, W = int(size[0]), int(size[1])
+    low = torch.as_tensor(low).float()
+    low = low / 255.0 if low.max() > 1.5 else low
+    bg = low.permute(1, 2, 0).clamp(0, 1).numpy()
+    fig_w = 7.0
+    fig, ax = plt.subplots(figsize=(fig_w, fig_w * H / W + 0.6))
+    if bg.shape[-1] == 1:
+        ax.imshow(bg[..., 0], cmap="gray", extent=(0, W, H, 0))
+    else:
+        ax.imshow(bg[..., :3], extent=(0, W, H, 0))
+    a = out["attention"][i].float().cpu().numpy()
+    gh, gw = a.shape
+    th, tw = getattr(model, "tile_size", (H / gh, W / gw))
+    # the attention grid covers ceil(H / tile) tiles: its extent may pass the image border
+    ext = (0, gw * tw, gh * th, 0) if "tile_offsets" in out else (0, W, H, 0)
+    ax.imshow(a / max(a.max(), 1e-12), cmap="Reds", alpha=0.4, extent=ext, interpolation="nearest")
+    if "tile_offsets" in out:
+        _draw_zoomin(ax, out, i, model, Rectangle)
+    ph, pw = model.patch_size
+    offs = out["patch_offsets"][i].cpu().numpy()
+    if pw < W / 150:  # a box would be under a pixel wide
+        ax.scatter(
+            offs[:, 1] + pw / 2, offs[:, 0] + ph / 2, s=9, c="lime", edgecolors="black", linewidths=0.4
+        )
+    else:
+        for y, x in offs.tolist():
+            ax.add_patch(Rectangle((x, y), pw, ph, fill=False, edgecolor="lime", linewidth=1.2))
+    ax.set_xlim(0, W)
+    ax.set_ylim(H, 0)
+    ax.axis("off")
+    legend = "red: stage-I attention, blue: stage-II in drawn tiles (yellow), green: patches read"
+    ax.set_title(f"{title}\n{legend}" if title else legend, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
