@@ -1,9 +1,11 @@
-"""The reference training script: Zoom-In (or a baseline) on Megapixel MNIST.
+"""The reference training script: Zoom-In (or a baseline) on Megapixel MNIST or a registered data set.
 
     python python/train.py --preset demo                     # small canvas, ~10 min on 2 CPU cores
     python python/train.py --preset paper --model ats        # 1500x1500, 5000/1000 images, 10 patches
     python python/train.py --preset demo --resume            # continue from runs/demo/checkpoint.pt
     torchrun --nproc-per-node 2 python/train.py --preset demo # data parallel (gloo on CPU, nccl on CUDA)
+    python python/train.py --dataset colon --root DIR --folds 10   # 10-fold CV, writes <out>/folds.csv
+    python python/train.py --dataset traffic_signs --root DIR      # Swedish traffic signs (Set1/, Set2/)
 
 Every TrainConfig field is a flag (``--n-tiles 8``, ``--no-prior``); a preset sets defaults, flags win.
 Writes ``<out>/metrics.csv``, ``<out>/checkpoint.pt``, ``<out>/attention.png`` and prints a summary line.
@@ -21,6 +23,8 @@ import typing
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from zoomkern.training import PRESETS, TrainConfig, summary_line, train  # noqa: E402
+from zoomkern.training.kfold import kfold_line, run_kfold  # noqa: E402
+from zoomkern.training.registry import DATASETS  # noqa: E402
 
 
 def _flag_type(tp):
@@ -43,12 +47,16 @@ def parse(argv=None) -> TrainConfig:
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
             continue
         kind, elem = _flag_type(tp)
-        if kind == "tuple":
+        if f.name == "dataset":
+            p.add_argument(flag, dest=f.name, choices=sorted(DATASETS), default=None)
+        elif kind == "tuple":
             p.add_argument(flag, dest=f.name, type=elem, nargs="+", default=None, metavar="N")
         else:
             p.add_argument(flag, dest=f.name, type=elem, default=None)
     a = p.parse_args(argv)
-    values = dict(PRESETS[a.preset]) if a.preset else {}
+    # --dataset colon alone takes the colon preset (the data set's own recipe); --preset wins.
+    preset = a.preset or (a.dataset if a.dataset in PRESETS else None)
+    values = dict(PRESETS[preset]) if preset else {}
     values.update({k: v for k, v in vars(a).items() if v is not None and k != "preset"})
     for k in ("size", "sub_grid"):
         if k in values and values[k] is not None and len(values[k]) == 1:
@@ -58,6 +66,9 @@ def parse(argv=None) -> TrainConfig:
 
 def main(argv=None) -> int:
     cfg = parse(argv)
+    if cfg.folds >= 2:
+        print(kfold_line(run_kfold(cfg)), flush=True)
+        return 0
     s = train(cfg)
     if s["rank"] == 0:  # under torchrun, one summary
         print(summary_line(s), flush=True)

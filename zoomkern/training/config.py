@@ -9,7 +9,19 @@ from dataclasses import dataclass
 @dataclass
 class TrainConfig:
     # data
+    # A name in zoomkern.training.registry.DATASETS (megapixel_mnist, colon, traffic_signs, ...).
+    dataset: str = "megapixel_mnist"
     root: str = "data/megapixel_mnist"
+    # Data sets with folds (colon): the fold to train on (1-based), and for --folds K >= 2 a K-fold
+    # cross-validation over all folds (0: one run on `fold`; stratified folds default to 10 then).
+    fold: int = 1
+    folds: int = 0
+    # Image channels; None: taken from the data set (1 for Megapixel MNIST, 3 for RGB sets).
+    in_channels: int | None = None
+    # Training augmentations of the data set's paper, drawn on the fly (colon: flips and rotations).
+    augment: bool = False
+    # Weight the loss by inverse class frequency of the training set (imbalanced sets: traffic signs).
+    class_weights: bool = False
     size: tuple[int, int] = (1500, 1500)
     n_train: int = 5000
     n_test: int = 1000
@@ -64,6 +76,12 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self):
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"folds={self.folds!r}: 0 (one run) or K >= 2 (K-fold cross-validation)")
+        if self.fold < 1:
+            raise ValueError(f"fold={self.fold!r}: folds are numbered from 1")
+        if self.in_channels is not None and self.in_channels < 1:
+            raise ValueError(f"in_channels={self.in_channels!r}: must be positive")
         if self.binary_digit is not None:
             if self.binary_digit not in range(10):
                 raise ValueError(f"binary_digit={self.binary_digit!r}: must be a digit 0..9")
@@ -134,20 +152,79 @@ PRESETS: dict[str, dict] = {
         root="data/mnist_paper",
         out="runs/paper",
     ),
+    # Colon-cancer histology (100 images of 500 x 500 RGB, binary), the official Zoom-In defaults
+    # (ALGORITHMS.md): tiles 250 x 250, s1 = 1/10, s2 = 1/5, 27 x 27 patches, 10 of them (5 tile draws x 2
+    # sub-cells), Adam 1e-4, weight decay 1e-5, clipping 5. No ink prior (stained tissue is not bright ink
+    # on black): the attention starts uniform. Flips and 90-degree rotations on the fly.
+    "colon": dict(
+        dataset="colon",
+        root="data/colon",
+        n_classes=2,
+        scale=0.1,
+        tile_size=250,
+        s2=0.2,
+        sub_grid=None,
+        patch_size=27,
+        n_tiles=5,
+        n_sub=2,
+        prior=False,
+        entropy=0.0,
+        eval_topk=True,
+        n_tiles_eval=4,
+        n_sub_eval=4,
+        feature_norm="batch",
+        augment=True,
+        epochs=100,
+        batch_size=10,
+        lr=1e-4,
+        weight_decay=1e-5,
+        clip=5.0,
+        out="runs/colon",
+        time_limit_min=4.5,
+    ),
+    # Swedish traffic-sign speed limits (960 x 1280 RGB, EMPTY / 50 / 70 / 80): 100 x 100 patches as in
+    # the attention-sampling paper, 12 tiles of 320 x 320, class weights for the imbalance (most images
+    # are EMPTY), brightness / contrast jitter on the fly (no flips: mirrored digits).
+    "traffic_signs": dict(
+        dataset="traffic_signs",
+        root="data/traffic_signs",
+        n_classes=4,
+        size=(960, 1280),
+        scale=0.25,
+        tile_size=320,
+        s2=0.25,
+        sub_grid=(8, 8),
+        patch_size=100,
+        n_tiles=5,
+        n_sub=2,
+        prior=False,
+        entropy=0.0,
+        eval_topk=True,
+        n_tiles_eval=12,
+        n_sub_eval=2,
+        feature_norm="batch",
+        augment=True,
+        class_weights=True,
+        epochs=30,
+        batch_size=8,
+        lr=1e-3,
+        out="runs/traffic_signs",
+    ),
 }
 
 
 def build_model(cfg: TrainConfig):
     from .. import models
 
+    c = cfg.in_channels or 1
     if cfg.timm_backbone:
-        fnet = models.timm_feature_net(cfg.timm_backbone, 1)
+        fnet = models.timm_feature_net(cfg.timm_backbone, c)
     else:
-        fnet = models.FeatureNet(1, widths=tuple(cfg.feature_widths), norm=cfg.feature_norm)
+        fnet = models.FeatureNet(c, widths=tuple(cfg.feature_widths), norm=cfg.feature_norm)
     if cfg.model == "zoomin":
         return models.ZoomIn(
             cfg.n_classes,
-            1,
+            c,
             tile_size=cfg.tile_size,
             s1=cfg.scale,
             s2=cfg.s2,
@@ -168,7 +245,7 @@ def build_model(cfg: TrainConfig):
     if cfg.model == "ats":
         return models.ATS(
             cfg.n_classes,
-            1,
+            c,
             s1=cfg.scale,
             patch_size=cfg.patch_size,
             n_patches=cfg.n_patches,
@@ -179,7 +256,7 @@ def build_model(cfg: TrainConfig):
             eval_topk=cfg.eval_topk,
         )
     if cfg.model == "cnn_lowres":
-        return models.CNNLowRes(cfg.n_classes, 1, s1=cfg.scale)
+        return models.CNNLowRes(cfg.n_classes, c, s1=cfg.scale)
     if cfg.model == "cnn_full":
-        return models.CNNFull(cfg.n_classes, 1)
+        return models.CNNFull(cfg.n_classes, c)
     raise ValueError(f"unknown model {cfg.model!r}; choose zoomin, ats, cnn_lowres or cnn_full")

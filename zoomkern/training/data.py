@@ -1,4 +1,5 @@
-"""The training data: the Megapixel MNIST sets (generated on first use), the noise curriculum, loaders."""
+"""The training data: the registered data sets, Megapixel MNIST (generated on first use) with its noise
+curriculum, loaders."""
 
 from __future__ import annotations
 
@@ -65,7 +66,20 @@ def _matching(ds, cfg: TrainConfig, n_noise: int):
 
 
 def datasets(cfg: TrainConfig, world: World = World()):
-    """(train set for each epoch, test set). Curriculum stages get their own small-noise train sets."""
+    """(train set for each epoch, test set) of ``cfg.dataset`` (see registry.py). Sets ``cfg.n_classes``
+    and ``cfg.in_channels`` from the data set, so that build_model(cfg) fits it."""
+    from .registry import build
+
+    spec = build(cfg, world)
+    cfg.n_classes, cfg.in_channels = spec.n_classes, spec.in_channels
+    train = spec.train
+    per_epoch = list(train) if isinstance(train, list) else [train] * cfg.epochs
+    return per_epoch[: cfg.epochs], spec.test
+
+
+def mnist_datasets(cfg: TrainConfig, world: World = World()):
+    """Megapixel MNIST: (train set for each epoch, test set). Curriculum stages get their own small-noise
+    train sets."""
     train = _dataset(cfg.root, "train", cfg, cfg.n_noise, cfg.n_test, world)
     test = _dataset(cfg.root, "test", cfg, cfg.n_noise, cfg.n_test, world)
     per_epoch = []

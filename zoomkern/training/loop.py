@@ -54,9 +54,10 @@ def make_schedule(opt, cfg: TrainConfig, steps_per_epoch: int):
 
 
 def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None, scaler=None, desc="",
-              world: dist.World = dist.World()):  # fmt: skip
+              world: dist.World = dist.World(), class_weight=None):  # fmt: skip
     """One pass; trains when ``opt`` is given. Returns loss, acc, seconds and peak bytes per sample,
-    summed (times and peaks: the maximum) over the torchrun processes."""
+    summed (times and peaks: the maximum) over the torchrun processes. ``class_weight`` (n_classes,)
+    weights the training loss only; the reported loss is the plain mean."""
     from tqdm import tqdm
 
     train = opt is not None
@@ -79,7 +80,8 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
                 out = model(image, low, labels=y if train else None)
             loss = F.cross_entropy(out["logits"].float(), y)
             if train:
-                total = loss + out["aux_loss"].float()
+                task = loss if class_weight is None else _weighted_ce(out["logits"].float(), y, class_weight)
+                total = task + out["aux_loss"].float()
                 if world.enabled and global_size is not None:
                     # DDP averages the ranks' gradients; weighting by this rank's share of the global
                     # batch makes that the gradient of the global batch mean, even for uneven slices.
@@ -111,6 +113,19 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
         peak_mb_per_sample=peak / batch_max / 2**20,
         seconds=secs,
     )
+
+
+def _weighted_ce(logits, y, w):
+    # Weighted sum over the batch divided by its size (not by the weight sum, as F.cross_entropy does):
+    # the gradient of the expected weighted loss, so rare-class batches are not diluted.
+    return (F.cross_entropy(logits, y, reduction="none") * w.to(logits.device)[y]).mean()
+
+
+def class_weights(labels, n_classes: int) -> torch.Tensor:
+    """Inverse class frequency, normalised so that the weights average 1 over the training samples."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, len(labels) / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
 
 
 def _epoch_seed(cfg: TrainConfig, epoch: int, world: dist.World) -> None:
@@ -165,6 +180,7 @@ def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
     if world.main:
         os.makedirs(cfg.out, exist_ok=True)
     per_epoch, test = datasets(cfg, world)
+    weight = class_weights(per_epoch[0].labels, cfg.n_classes) if cfg.class_weights and per_epoch else None
     t_data = time.perf_counter() - t_start
     model = build_model(cfg).to(device)  # same seed on every rank; DDP also broadcasts rank 0's weights
     opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -198,6 +214,7 @@ def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
             scaler=scaler,
             desc=f"epoch {epoch + 1}/{cfg.epochs} train",
             world=world,
+            class_weight=weight,
         )
         # Evaluation runs the plain module: ranks may hold different numbers of test batches.
         te = run_epoch(

@@ -1,0 +1,107 @@
+"""The Swedish traffic-sign loader on fixtures in the real layout: Set1/ and Set2/ with JPEG images and
+annotations.txt files carrying the real files' quirks (stray characters in numbers, CRLF, empty lines)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from zoomkern.data import DataError, TrafficSigns
+from zoomkern.data.traffic_signs import label_of, parse_annotations, parse_number, parse_sign
+
+V = "VISIBLE"
+LINES = [
+    "a.jpg:",  # empty annotation -> EMPTY
+    "b.jpg:MISC_SIGNS;",  # only MISC_SIGNS -> EMPTY
+    # two visible limits: the larger box wins (70: 40x40 beats 50: 20x20); first corner is the lower right
+    f"c.jpg:{V}, 120.0, 120.0, 100.0, 100.0, SPEED_LIMIT, 50_SIGN;{V}, 482.26l, 340.5, 442.26, 300.5, "
+    "SPEED_LIMIT, 70_SIGN",
+    # a blurred 80 bigger than a visible 50: visibility first -> 50
+    "d.jpg:BLURRED, 900, 900, 700, 700, SPEED_LIMIT, 80_SIGN;VISIBLE, 30, 30, 10, 10, SPEED_LIMIT, 50_SIGN;",
+    "e.jpg:OCCLUDED, 100, 100, 50, 50, SPEED_LIMIT, 80_SIGN",  # first not VISIBLE -> dropped
+    "f.jpg:VISIBLE, 100, 100, 50, 50, PRIORITY_ROAD, PRIORITY_ROAD",  # no speed limit left -> dropped
+    # the 30 is not one of the kept limits, so the visible 80 comes first even though it is listed later
+    "g.jpg:MISC_SIGNS;SIDE_ROAD, 10, 10, 5, 5, SPEED_LIMIT, 30_SIGN;VISIBLE, 5, 5, 60, 60, SPEED_LIMIT, "
+    "80_SIGN",
+]
+WANT = {"a.jpg": 0, "b.jpg": 0, "c.jpg": 2, "d.jpg": 1, "g.jpg": 3}
+
+
+def _jpeg(path, rgb, size=(960, 1280)):
+    a = np.zeros((*size, 3), np.uint8)
+    a[...] = rgb
+    a[: size[0] // 2, : size[1] // 2] = 255 - np.asarray(rgb)
+    Image.fromarray(a).save(path, quality=95)
+
+
+@pytest.fixture(scope="module")
+def sts_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sts")
+    for s, sub in (("Set1", "Set1Part0"), ("Set2", "")):
+        d = root / s / sub
+        d.mkdir(parents=True, exist_ok=True)
+        for i, line in enumerate(LINES):
+            _jpeg(d / line.split(":")[0], (200, 30 + 10 * i, 10))
+        # CRLF line ends and blank lines, as in the download
+        (root / s / "annotations.txt").write_bytes(("\r\n".join(LINES) + "\r\n\r\n").encode())
+    return root
+
+
+def test_filter_labels_and_rgb_pixels(sts_root):
+    ds = TrafficSigns(sts_root, "train")
+    assert ds.classes == ["EMPTY", "50_SIGN", "70_SIGN", "80_SIGN"]
+    got = {p.rsplit("/", 1)[1]: int(y) for p, y in zip(ds.paths, ds.labels, strict=True)}
+    assert got == WANT and ds.n_dropped == 2
+    assert all("/Set1/Set1Part0/" in p for p in ds.paths)
+    img, low, y = ds[2]
+    assert img.shape == (3, 960, 1280) and img.dtype == torch.uint8 and low.shape == (3, 240, 320)
+    with Image.open(ds.paths[2]) as im:
+        np.testing.assert_array_equal(img.permute(1, 2, 0).numpy(), np.asarray(im.convert("RGB")))
+    # R, G, B order (not BGR): the fixture is red-dominant outside its top-left quarter
+    assert img[0, -1, -1] > 180 and img[2, -1, -1] < 40
+    te = TrafficSigns(sts_root, "test")
+    assert sorted(te.paths) == sorted(str(sts_root / "Set2" / n) for n in WANT)
+
+
+def test_signs_and_numbers():
+    assert parse_number("482.26l") == 482.26 and parse_number(" 12 ") == 12.0 and parse_number("7.") == 7.0
+    for bad in ("", "abc", "12.5xy", "l12"):
+        with pytest.raises(ValueError, match="not a number"):
+            parse_number(bad)
+    s = parse_sign("VISIBLE, 482.26l, 340.5, 442.26, 300.5, SPEED_LIMIT, 70_SIGN")
+    assert s.box == (442.26, 300.5, 482.26, 340.5) and s.area == pytest.approx(40 * 40)
+    # the area does not depend on which corner comes first
+    assert parse_sign("VISIBLE, 442.26, 300.5, 482.26, 340.5, SPEED_LIMIT, 70_SIGN") == s
+    assert parse_sign("MISC_SIGNS") is None
+    assert label_of([]) == 0
+    # ties in visibility and area keep the file's order
+    a, b = (parse_sign(f"VISIBLE, 0, 0, 10, 10, SPEED_LIMIT, {n}_SIGN") for n in (80, 50))
+    assert label_of([a, b]) == 3 and label_of([b, a]) == 1
+
+
+def test_bad_annotation_lines_name_file_and_line(sts_root, tmp_path):
+    (tmp_path / "Set1").mkdir()
+    ann = tmp_path / "Set1" / "annotations.txt"
+    _jpeg(tmp_path / "Set1" / "a.jpg", (0, 0, 0), size=(96, 128))
+    cases = {
+        "a.jpg:VISIBLE, 1, 2, 3, SPEED_LIMIT, 50_SIGN": r"annotations\.txt:2: sign .*7 fields",
+        "a.jpg:SEEN, 1, 2, 3, 4, SPEED_LIMIT, 50_SIGN": r"annotations\.txt:2: .*visibility 'SEEN'",
+        "a.jpg:VISIBLE, 1, 2x9, 3, 4, SPEED_LIMIT, 50_SIGN": r"annotations\.txt:2: not a number: '2x9'",
+        "no colon here": r"annotations\.txt:2: expected 'NAME\.jpg:SIGN;SIGN;\.\.\.'",
+        "zz.jpg:": r"annotations\.txt:2: names zz\.jpg, which is missing",
+    }
+    for line, msg in cases.items():
+        ann.write_text(f"a.jpg:\n{line}\n")
+        with pytest.raises(DataError, match=msg):
+            TrafficSigns(tmp_path, "train", size=None)
+    errors = []
+    ann.write_text("".join(f"{line}\n" for line in cases))
+    parse_annotations(ann, errors)
+    assert len(errors) == 4  # every unparseable line reported, not only the first
+    with pytest.raises(FileNotFoundError, match=r"Set2/annotations\.txt: annotation file missing"):
+        TrafficSigns(tmp_path, "test")
+    with pytest.raises(ValueError, match="split='valid'"):
+        TrafficSigns(sts_root, "valid")
+    ann.write_text("a.jpg:\n")
+    with pytest.raises(DataError, match=r"a\.jpg: image is 96x128, expected 960x1280"):
+        TrafficSigns(tmp_path, "train")[0]
