@@ -67,10 +67,11 @@ class SlideFolder(torch.utils.data.Dataset):
     ``ds[i] -> (source, lowres, label)``: a zk.io Source, the (C, h, w) low view at ``scale`` of level 0
     (from the nearest pyramid level) in the source dtype, the class index. ``ds.labels``, ``ds.classes``,
     ``ds.paths``. Every listed slide must exist: the error names the CSV and each missing slide.
+    ``ds.collate`` batches items for a DataLoader (see collate_slides; ``tissue``: and the tissue mask).
     """
 
     def __init__(self, root, labels_csv=None, *, scale: float = 1 / 64, backend: str | None = None,
-                 classes: list[str] | None = None):  # fmt: skip
+                 classes: list[str] | None = None, tissue: bool = True):  # fmt: skip
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"slide folder {self.root}: no such directory")
@@ -79,7 +80,7 @@ class SlideFolder(torch.utils.data.Dataset):
         self.labels_csv = os.fspath(labels_csv)
         if not 0 < scale <= 1:
             raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-        self.scale, self.backend = float(scale), backend
+        self.scale, self.backend, self.tissue = float(scale), backend, tissue
         rows = _read_labels(self.labels_csv)
         missing = [name for name, _ in rows if _resolve(self.root, name) is None]
         if missing:
@@ -112,6 +113,10 @@ class SlideFolder(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         src = self.open(i)
         return src, src.lowres(self.low_size(src)), self.labels[i]
+
+    def collate(self, items):
+        """The training loader's collate: padded low views and the (tissue and) padding mask."""
+        return collate_slides(items, tissue=self.tissue)
 
 
 def tissue_mask(lowres, *, min_fraction: float = 0.0) -> torch.Tensor:

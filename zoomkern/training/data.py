@@ -102,6 +102,7 @@ def loader(ds, cfg: TrainConfig, train: bool, epoch: int, device, world: World =
         ds,
         batch_sampler=sampler,
         num_workers=0,
+        collate_fn=getattr(ds, "collate", None),  # slides: padded low views plus a mask
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
     )

@@ -71,13 +71,16 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
     loss_sum, correct, n, batch_max = 0.0, 0, 0, 1
     bar = tqdm(batches, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, disable=not world.main)
     with torch.set_grad_enabled(train):
-        for step, (image, low, y) in enumerate(bar):
+        for step, batch in enumerate(bar):
+            image, low, y = batch[:3]
+            # slides: a 4th field, where stage I may look (tissue, not padding)
+            kw = dict(mask=batch[3]) if len(batch) > 3 else {}
             if device.type == "cuda":
                 image, low = image.to(device, non_blocking=True), low.to(device, non_blocking=True)
             y = y.to(device)
             b = y.shape[0]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                out = model(image, low, labels=y if train else None)
+                out = model(image, low, labels=y if train else None, **kw)
             loss = F.cross_entropy(out["logits"].float(), y)
             if train:
                 task = loss if class_weight is None else _weighted_ce(out["logits"].float(), y, class_weight)

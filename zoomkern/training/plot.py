@@ -17,6 +17,8 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
     from matplotlib.patches import Rectangle
 
     n = min(n_images, len(dataset))
+    if hasattr(dataset, "collate"):
+        return _plot_collated(model, dataset, path, n, device)
     items = [dataset[i] for i in range(n)]
     image = torch.stack([torch.as_tensor(it[0]) for it in items])
     low = torch.stack([torch.as_tensor(it[1]) for it in items])
@@ -77,14 +79,26 @@ def plot_one(model, out: dict, low: torch.Tensor, size, path: str, *, i: int = 0
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
 
     H, W = int(size[0]), int(size[1])
+    fig, ax = plt.subplots(figsize=(7.0, 7.0 * H / W + 0.6))
+    _panel(ax, model, out, i, low, (H, W))
+    legend = "red: stage-I attention, blue: stage-II in drawn tiles (yellow), green: patches read"
+    ax.set_title(f"{title}\n{legend}" if title else legend, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _panel(ax, model, out: dict, i: int, low, size) -> None:
+    """Sample ``i`` of ``out`` drawn over its low view ``low`` (C, h, w), in level-0 coordinates."""
+    from matplotlib.patches import Rectangle
+
+    H, W = size
     low = torch.as_tensor(low).float()
     low = low / 255.0 if low.max() > 1.5 else low
     bg = low.permute(1, 2, 0).clamp(0, 1).numpy()
-    fig_w = 7.0
-    fig, ax = plt.subplots(figsize=(fig_w, fig_w * H / W + 0.6))
     if bg.shape[-1] == 1:
         ax.imshow(bg[..., 0], cmap="gray", extent=(0, W, H, 0))
     else:
@@ -109,8 +123,30 @@ def plot_one(model, out: dict, low: torch.Tensor, size, path: str, *, i: int = 0
     ax.set_xlim(0, W)
     ax.set_ylim(H, 0)
     ax.axis("off")
-    legend = "red: stage-I attention, blue: stage-II in drawn tiles (yellow), green: patches read"
-    ax.set_title(f"{title}\n{legend}" if title else legend, fontsize=8)
+
+
+def _plot_collated(model, dataset, path: str, n: int, device) -> str:
+    """plot_attention for data sets with their own collate (slides: sources of different sizes, a mask):
+    each panel over its own low view, no full-resolution image read."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch = dataset.collate([dataset[i] for i in range(n)])
+    image, low, labels = batch[:3]
+    kw = dict(mask=batch[3]) if len(batch) > 3 else {}
+    model.eval()
+    with torch.no_grad():
+        out = model(image, low.to(device), **kw)
+    pred = out["logits"].argmax(1).cpu().tolist()
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        H, W = image[i].shape[1:]
+        h, w = dataset.low_size(image[i]) if hasattr(dataset, "low_size") else low.shape[-2:]
+        _panel(ax, model, out, i, low[i, :, :h, :w], (H, W))
+        ax.set_title(f"label {int(labels[i])}  predicted {pred[i]}")
+    fig.suptitle("red: stage-I attention, blue: stage-II attention in drawn tiles (yellow), green: patches")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
