@@ -6,12 +6,15 @@ Always installs. What gets built (one line printed says which, and why):
   * csrc/**/*.cu present, a CUDA toolkit (nvcc) and a CUDA build of torch (or FORCE_CUDA=1), and not
     ZOOMKERN_NO_CUDA=1: a CUDAExtension with the C++ and CUDA kernels (sm_80 and sm_90).
   * otherwise: a CppExtension with the C++/OpenMP CPU kernels.
+The SIMD kernels csrc/**/*_cpu_vec.cpp are compiled once per CPU capability (generic, and AVX2+FMA on
+x86-64) and linked into the same zoomkern._C; csrc/common/cpu_capability.h picks one at run time.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import platform
 import shutil
 
 from setuptools import find_packages, setup
@@ -56,6 +59,44 @@ def _find_cuda_home() -> str | None:
     return None
 
 
+# (name, extra flags) of each build of the *_cpu_vec.cpp sources; names are ATen's CPU_CAPABILITY values.
+CPU_CAPABILITIES = [("DEFAULT", [])]
+if platform.machine().lower() in ("x86_64", "amd64", "i686", "i386"):
+    CPU_CAPABILITIES.append(("AVX2", ["-mavx2", "-mfma"]))
+
+
+def _vec_build_ext(base):
+    """``base`` (torch's BuildExtension) plus the per-capability objects of the *_cpu_vec.cpp sources.
+
+    One setuptools Extension has one set of flags, so the vec sources are not in ``ext.sources``: each
+    is compiled here once per capability into build_temp/cpu_<cap>/ through the compiler torch has
+    already set up (same include dirs, C++ standard, ABI and ninja), then linked as extra objects.
+    This runs inside build_extension, so it works for ``pip install -e .`` and ``build_ext --inplace``.
+    """
+
+    class VecBuildExt(base):
+        def build_extension(self, ext):
+            vec = getattr(ext, "zoomkern_vec_sources", [])
+            args = ext.extra_compile_args
+            ext.extra_objects = list(getattr(ext, "zoomkern_extra_objects", ext.extra_objects))
+            ext.zoomkern_extra_objects = list(ext.extra_objects)  # a second run must not link twice
+            for cap, flags in CPU_CAPABILITIES if vec else []:
+                extra = ["-DCPU_CAPABILITY=" + cap, "-DCPU_CAPABILITY_" + cap, *flags]
+                post = {**args, "cxx": args["cxx"] + extra} if isinstance(args, dict) else args + extra
+                ext.extra_objects += self.compiler.compile(
+                    vec,
+                    output_dir=os.path.join(self.build_temp, "cpu_" + cap.lower()),
+                    macros=ext.define_macros,
+                    include_dirs=ext.include_dirs,
+                    debug=self.debug,
+                    extra_postargs=post,
+                    depends=ext.depends,
+                )
+            super().build_extension(ext)
+
+    return VecBuildExt
+
+
 def _extensions():
     """(ext_modules, cmdclass) for what can be built here; prints the one-line decision."""
     if _flag("ZOOMKERN_NO_EXT"):
@@ -81,10 +122,16 @@ def _extensions():
         )
         return [], {}
 
-    cpp_files = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
+    all_cpp = sorted(glob.glob(os.path.join(CSRC, "**", "*.cpp"), recursive=True))
+    vec_files = [p for p in all_cpp if p.endswith("_cpu_vec.cpp")]
+    cpp_files = [p for p in all_cpp if p not in vec_files]
+    headers = sorted(glob.glob(os.path.join(CSRC, "**", "*.h"), recursive=True))
     rel = lambda paths: [os.path.relpath(p, ROOT) for p in paths]
     # -g0 overrides the -g from Python's sysconfig: debug info made the .so 11 MB and compiles ~30% slower.
     cxx_flags = ["-O3", "-fopenmp", "-g0"]  # torch picks the C++ standard (C++20 for torch 2.14)
+    caps = [cap for cap, _ in CPU_CAPABILITIES]
+    if "AVX2" in caps and vec_files:
+        cxx_flags.append("-DZOOMKERN_HAVE_AVX2_BUILD")  # lets cpu_capability.h call the AVX2 build
     want_cuda = bool(cu_files) and not _flag("ZOOMKERN_NO_CUDA")
     have_cuda = want_cuda and (_flag("FORCE_CUDA") or (torch.version.cuda is not None and ce.CUDA_HOME))
     if have_cuda:
@@ -122,7 +169,13 @@ def _extensions():
             extra_link_args=["-fopenmp"],
         )
         _say(f"building zoomkern._C with CPU (OpenMP) kernels only; CUDA kernels skipped ({why}).")
-    return [ext], {"build_ext": ce.BuildExtension.with_options(use_ninja=True)}
+    # Not in ext.sources: VecBuildExt compiles these once per capability. Listed in depends (with the
+    # headers) so that editing one relinks the extension.
+    ext.zoomkern_vec_sources = rel(vec_files)
+    ext.depends = rel(vec_files + headers)
+    _say(f"SIMD kernels ({len(vec_files)} *_cpu_vec.cpp) built for CPU capabilities: {', '.join(caps)}.")
+    base = ce.BuildExtension.with_options(use_ninja=True)
+    return [ext], {"build_ext": _vec_build_ext(base)}
 
 
 ext_modules, cmdclass = _extensions()

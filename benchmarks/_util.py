@@ -9,6 +9,7 @@ from these interleaved medians.
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 import re
 import statistics
@@ -45,6 +46,21 @@ def medians(fns: dict[str, Callable[[], object]], *, rounds: int, warmup: int = 
             sync(device)
             times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+@functools.cache
+def memcpy_gbps(nbytes: int = 64 << 20, rounds: int = 15) -> float:
+    """This machine's copy rate in GB/s, measured once per session: the memory ceiling of every CPU kernel.
+
+    A ``copy_`` of ``nbytes`` between two buffers far larger than the caches, with torch's threads (as the
+    kernels use), median of ``rounds``. Counts bytes read + bytes written (2 * nbytes per copy), the same
+    convention as the benchmarks' bytes models, so a kernel's GB/s divided by this is its fraction of the
+    memory limit.
+    """
+    src = torch.ones(nbytes, dtype=torch.uint8)
+    dst = torch.empty_like(src)
+    t = medians({"copy": lambda: dst.copy_(src)}, rounds=rounds, warmup=2)["copy"]
+    return 2 * nbytes / t / 1e9
 
 
 def _vm_kib(field: str) -> int:

@@ -3,6 +3,9 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <string>
+
+#include "common/cpu_capability.h"
 #include "common/ops.h"
 
 // A bare module: the ops live in torch.ops.zoomkern_C, so no pybind11 bindings are needed.
@@ -20,6 +23,8 @@ TORCH_LIBRARY(zoomkern_C, m) {
   m.def(
       "gather(Tensor image, Tensor offsets, int ph, int pw, str layout, ScalarType out_dtype, Tensor? mean, "
       "Tensor? std) -> Tensor");
+  // Which build of the *_cpu_vec.cpp kernels runs now ("AVX2" or "DEFAULT"; python -m zoomkern.info).
+  m.def("cpu_capability() -> str", []() { return std::string(zoomkern::cpu_capability()); });
 }
 
 TORCH_LIBRARY_IMPL(zoomkern_C, CPU, m) {

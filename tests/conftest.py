@@ -23,3 +23,14 @@ def each_backend(request, monkeypatch):
     """Run the test once per backend usable on CPU tensors (modules opt in with usefixtures)."""
     monkeypatch.setenv("ZOOMKERN_BACKEND", request.param)
     return request.param
+
+
+@pytest.fixture(params=["auto", "default"])
+def each_cpu_capability(request, monkeypatch):
+    """Run the test under each build of the SIMD kernels (csrc/**/*_cpu_vec.cpp): "auto" (AVX2 where the
+    CPU has it) and "default" (the generic build). The C++ side reads ZOOMKERN_CPU_CAPABILITY per call."""
+    if request.param == "default":
+        monkeypatch.setenv("ZOOMKERN_CPU_CAPABILITY", "default")
+    else:
+        monkeypatch.delenv("ZOOMKERN_CPU_CAPABILITY", raising=False)
+    return request.param

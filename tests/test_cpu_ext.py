@@ -4,6 +4,9 @@ Edge shapes (one row, one position, odd N around the 512-wide softmax chunk), ma
 temperature, float64; bitwise agreement across thread counts; gather over every border.
 """
 
+import os
+import platform
+
 import pytest
 import torch
 
@@ -13,7 +16,8 @@ from tests._tol import close  # noqa: E402
 from zoomkern import reference as R  # noqa: E402
 
 OPS = torch.ops.zoomkern_C
-SHAPES = [(1, 1), (1, 97), (3, 511), (2, 513), (3, 781), (2, 1823)]
+# Around the SIMD softmax's 2048-wide chunk too; (1, 6145) splits one row over the threads.
+SHAPES = [(1, 1), (1, 97), (3, 511), (2, 513), (3, 781), (2, 1823), (1, 2047), (2, 2049), (1, 6145)]
 
 
 def _logits(B, N, dtype, seed=0):
@@ -28,6 +32,7 @@ def _mask(B, N, seed=1):
     return m
 
 
+@pytest.mark.usefixtures("each_cpu_capability")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("masked", [False, True])
@@ -52,6 +57,7 @@ def test_softmax_fwd_bwd_match_reference(dtype, shape, masked, temperature, smoo
     close(gx, R.softmax_bwd(p_ref, gp, ge, mask, temperature, smoothing), tol_dtype, what="grad_x")
 
 
+@pytest.mark.usefixtures("each_cpu_capability")
 def test_softmax_extremes():
     # -inf logits, a single valid position, and a huge dynamic range across 512-wide chunks.
     x = torch.zeros(3, 1500, dtype=torch.float64)
@@ -132,6 +138,40 @@ def _with_threads(n, fn):
         return fn()
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.usefixtures("each_cpu_capability")
+@pytest.mark.parametrize("B", [1, 3])
+def test_softmax_bitwise_identical_when_rows_are_split(B):
+    # With 2 threads and B = 1 the chunks of a row are shared out; with 1 thread the row runs whole.
+    x, mask = _logits(B, 9000, torch.float32), _mask(B, 9000)
+    gp, ge = torch.randn(B, 9000), torch.randn(B)
+
+    def run():
+        out = []
+        for m, s in ((None, 0.0), (mask, 0.1)):
+            p, e = OPS.softmax_fwd(x, m, 0.7, s)
+            out += [p, e, OPS.softmax_bwd(p, gp, ge, m, 0.7, s)]
+        return out
+
+    for a, b in zip(_with_threads(1, run), _with_threads(2, run), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_cpu_capability_switch(monkeypatch):
+    """The AVX2 build is taken on a CPU with AVX2+FMA, and ZOOMKERN_CPU_CAPABILITY=default forces the
+    generic one (so each_cpu_capability really runs both)."""
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    monkeypatch.delenv("ZOOMKERN_CPU_CAPABILITY", raising=False)
+    auto = OPS.cpu_capability()
+    if platform.machine() == "x86_64" and "avx2" in flags and "fma" in flags:
+        assert auto == "AVX2"
+    monkeypatch.setenv("ZOOMKERN_CPU_CAPABILITY", "default")
+    assert OPS.cpu_capability() == "DEFAULT"
+    x = _logits(2, 3001, torch.float32)
+    p_def = OPS.softmax_fwd(x, None, 1.0, 0.0)[0]
+    monkeypatch.delenv("ZOOMKERN_CPU_CAPABILITY")
+    close(OPS.softmax_fwd(x, None, 1.0, 0.0)[0], p_def)
 
 
 def test_bitwise_identical_across_thread_counts():

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import platform
 
 import torch
 
 from . import backends
+
+
+def cpu_capability(mod) -> str:
+    """Which build of csrc/**/*_cpu_vec.cpp runs now (AVX2 or DEFAULT), and why."""
+    if not mod:
+        return "none (no extension)"
+    try:
+        cap = torch.ops.zoomkern_C.cpu_capability()
+    except (AttributeError, RuntimeError):
+        return "unknown (extension built before per-capability SIMD builds: rebuild)"
+    env = os.environ.get("ZOOMKERN_CPU_CAPABILITY")
+    why = f"ZOOMKERN_CPU_CAPABILITY={env}" if env else "best this CPU and build allow"
+    return f"{cap} ({why}; ZOOMKERN_CPU_CAPABILITY=default forces the generic build)"
 
 
 def main() -> None:
@@ -20,6 +34,7 @@ def main() -> None:
     except ImportError:
         print("triton: not installed")
     print(f"extension zoomkern._C: {'built' if mod else err}; CUDA kernels: {backends.ext_has_cuda()}")
+    print(f"CPU SIMD capability of the C++ kernels: {cpu_capability(mod)}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:
         print(f"\nbackends for {dev} tensors (order of preference):")
