@@ -25,7 +25,9 @@ from .nets import AttentionNet, FeatureNet, linear_head
 class ZoomIn(nn.Module):
     """Two-stage attention-sampling classifier.
 
-    forward(image (B, C, H, W) uint8/uint16/float, on CPU or the model's device; lowres (B, C, h, w) or
+    forward(image (B, C, H, W) uint8/uint16/float on CPU or the model's device, or a list of B zk.io
+    sources (read patch by patch; stage II reads tile views from the pyramid level nearest ``s2``; sources
+    of different sizes share the canvas of the largest, the rest is masked); lowres (B, C, h, w) or
     None; labels (B,) only for the contrastive term; mask (B, h, w) bool or None: where stage I may look
     (tissue, not padding), at any resolution, pooled to the tile grid: a tile is allowed when any of its
     mask pixels is True) -> dict with ``logits`` (B, n_classes),
@@ -112,7 +114,9 @@ class ZoomIn(nn.Module):
     def stage1(self, image, lowres, mask=None):
         dev = next(self.parameters()).device
         low = base.low_view(image, lowres, self.s1, dev)
-        grid = self.tile_grid(*image.shape[-2:])
+        grid = self.tile_grid(*base.image_shape(image)[-2:])
+        if mask is None:  # sources of different sizes: keep off the padding
+            mask = base.padding_mask(image, low.shape[-2:], dev)
         if mask is not None:
             mask = base.grid_mask(mask, grid, dev)
         a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid, mask)
@@ -120,15 +124,14 @@ class ZoomIn(nn.Module):
 
     def stage2(self, image, a, grid, n_tiles, n_sub, det, inverted=False):
         """Draw tiles from ``a`` (B, gh, gw), sub-cells inside them, patches, features; -> (F, info)."""
-        B, C, H, W = image.shape
+        B, C, H, W = base.image_shape(image)
         dev = a.device
         T, P = self.tile_size, self.patch_size
         pa_src = base.invert(a) if inverted else a
         t_idx, t_p = base.draw(pa_src, n_tiles, True, det, self.generator)
         N = t_idx.shape[1]
         t_off = zk.cells_to_offsets(t_idx, grid, (H, W), T).to(dev)  # (B, N, 2)
-        tiles = base.gather(image, t_off, T, dev).flatten(0, 1)  # (B*N, C, T, T)
-        view = F.avg_pool2d(tiles, self.pool2) if self.pool2 > 1 else tiles
+        view = base.tile_views(image, t_off, T, self.pool2, dev)  # (B*N, C, T/pool2, T/pool2)
         b, ent2 = self._softmax(base.pool_logits(self.attention2(view), self.sub_grid), view, self.sub_grid)
         s_idx, s_p = base.draw(base.invert(b) if inverted else b, n_sub, False, det, self.generator)
         k = s_idx.shape[1]
@@ -170,8 +173,6 @@ class ZoomIn(nn.Module):
         pos = (labels.to(a.device) == 1).nonzero().flatten()
         if pos.numel() == 0:
             return a.new_zeros(())
-        f_neg, _ = self.stage2(
-            image[pos.to(image.device)], a[pos], grid, n_tiles, n_sub, False, inverted=True
-        )
+        f_neg, _ = self.stage2(base.select(image, pos), a[pos], grid, n_tiles, n_sub, False, inverted=True)
         target = torch.zeros(pos.numel(), dtype=torch.long, device=a.device)
         return self.contrastive_weight * F.cross_entropy(self.head(f_neg), target)

@@ -75,8 +75,9 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
             image, low, y = batch[:3]
             # slides: a 4th field, where stage I may look (tissue, not padding)
             kw = dict(mask=batch[3]) if len(batch) > 3 else {}
-            if device.type == "cuda":
-                image, low = image.to(device, non_blocking=True), low.to(device, non_blocking=True)
+            # Only the low views cross here: the images stay in host memory or their files (sources),
+            # and the model moves just the patches it reads (pinned staging, or zero-copy from pinned).
+            low = low.to(device, non_blocking=True)
             y = y.to(device)
             b = y.shape[0]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):

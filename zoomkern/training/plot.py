@@ -25,7 +25,7 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
     labels = [int(it[2]) for it in items]
     model.eval()
     with torch.no_grad():
-        out = model(image.to(device), low.to(device))
+        out = model(image, low.to(device))  # the image stays on the host: the model reads its patches
     pred = out["logits"].argmax(1).cpu().tolist()
     H, W = image.shape[-2:]
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
