@@ -70,21 +70,39 @@ def _draw_zoomin(ax, out, i, model, Rectangle):
         ax.imshow(rgba, extent=(x, x + tw, y + th, y), interpolation="nearest")
 
 
-def plot_one(model, out: dict, low: torch.Tensor, size, path: str, *, i: int = 0, title: str = "") -> str:
+def plot_one(model, out: dict, low: torch.Tensor, size, path: str, *, i: int = 0, title: str = "",
+             source=None, n_patches: int = 8) -> str:  # fmt: skip
     """Write a PNG of sample ``i`` of a model output ``out`` over its low view ``low`` (C, h, w) (the
     full-resolution image is never read: a slide would not fit); ``size`` (H, W) is the level-0 size that
     the offsets refer to. Same colours as plot_attention; patches too small to see at this scale are
-    drawn as green dots. Returns ``path``."""
+    drawn as green dots. With ``source`` (a zk.io Source), a row below shows the first ``n_patches``
+    patches as read from level 0. Returns ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     H, W = int(size[0]), int(size[1])
-    fig, ax = plt.subplots(figsize=(7.0, 7.0 * H / W + 0.6))
+    offs = out["patch_offsets"][i][:n_patches].cpu()
+    k = offs.shape[0] if source is not None else 0
+    h_main = 7.0 * H / W
+    fig = plt.figure(figsize=(7.0, h_main + 0.6 + (7.0 / max(k, 1) + 0.3 if k else 0)))
+    grid = fig.add_gridspec(2 if k else 1, max(k, 1), height_ratios=[h_main, 7.0 / max(k, 1)] if k else None)
+    ax = fig.add_subplot(grid[0, :])
     _panel(ax, model, out, i, low, (H, W))
     legend = "red: stage-I attention, blue: stage-II in drawn tiles (yellow), green: patches read"
     ax.set_title(f"{title}\n{legend}" if title else legend, fontsize=8)
+    if k:
+        patches = source.read_patches(offs.to(torch.int64), model.patch_size)  # (k, C, ph, pw)
+        for j in range(k):
+            pa = fig.add_subplot(grid[1, j])
+            img = patches[j].permute(1, 2, 0).numpy()
+            pa.imshow(
+                img[..., 0] if img.shape[-1] == 1 else img[..., :3],
+                cmap="gray" if img.shape[-1] == 1 else None,
+            )
+            pa.axis("off")
+        fig.text(0.5, 0.005, f"the first {k} full-resolution patches read", ha="center", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -105,6 +105,7 @@ def predict_paths(model, cfg: TrainConfig, paths, *, out_csv: str, plot_dir: str
             if plot_dir:
                 name = os.path.splitext(os.path.basename(path))[0] + ".png"
                 row["plot"] = plot_one(model, out, low, src.shape[1:], os.path.join(plot_dir, name),
+                                       source=src,
                                        title=f"{os.path.basename(path)}: predicted {row['predicted']} "
                                              f"(p = {max(row['probs']):.2f})")  # fmt: skip
             rows.append(row)
