@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deps-stamp
 
-.PHONY: venv build test bench demo lint info clean
+.PHONY: venv build test bench scaling demo lint info clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,8 +26,15 @@ test: build
 	$(BIN)/python -m pytest tests/ -q -p no:cacheprovider
 	$(BIN)/python -m pytest benchmarks/ -q --benchmark-disable -p no:cacheprovider
 
+# Results go to pytest-benchmark's own storage (.benchmarks/, machine and commit included):
+# compare two runs with `pytest-benchmark compare`, plot the scaling rows with python/plot_benchmarks.py.
 bench: build
-	$(BIN)/python -m pytest benchmarks/ -q --benchmark-columns=mean,stddev,rounds --benchmark-sort=name
+	$(BIN)/python -m pytest benchmarks/ -q --benchmark-columns=mean,stddev,rounds --benchmark-sort=name --benchmark-autosave
+
+# The whole scaling sweep, sides 1000-100000 (writes ~GBs of cached TIFFs on first use; long on a CPU).
+scaling: build
+	$(BIN)/python -m pytest benchmarks/test_bench_scaling.py -q --scaling-sides all --benchmark-autosave
+	$(BIN)/python python/plot_benchmarks.py --out docs/scaling.png --table
 
 demo: build
 	$(BIN)/python python/train.py --preset demo

@@ -200,3 +200,19 @@ def test_scan_download_layout(tmp_path, capsys):
     assert (
         "img1_epithelial.mat: annotation file missing" in out and "img3_epithelial.mat: not a readable" in out
     )
+
+
+def test_generated_set_in_both_layouts(tmp_path):
+    from zoomkern.data.colon_like import make_colon_like
+
+    make_colon_like(tmp_path / "a", 10, folds=5, progress=False)
+    make_colon_like(tmp_path / "b", 10, folds=5, layout="download", progress=False)
+    a = [ColonCancer(tmp_path / "a", fold=k, split="valid") for k in range(1, 6)]
+    b = [ColonCancer(tmp_path / "b", fold=k, split="valid", folds=5) for k in range(1, 6)]
+    assert a[0].n_folds == 5 and sum(len(d) for d in a) == 10
+    # same seed, same images and labels: the .mat detections give the labels the CSVs state
+    name = lambda p: p.rsplit("/", 1)[1]  # noqa: E731
+    la = {name(p): y for d in a for p, y in zip(d.paths, d.labels, strict=True)}
+    lb = {name(p): y for d in b for p, y in zip(d.paths, d.labels, strict=True)}
+    assert la == lb and sum(la.values()) == 5
+    torch.testing.assert_close(a[0][0][0], ColonCancer(tmp_path / "b", fold=1, split="valid", folds=5)[0][0])

@@ -135,7 +135,9 @@ def test_training_loader_hands_out_sources(tmp_path):
     make_megapixel_mnist(tmp_path / "d", 6, 0, size=(120, 140), n_noise=2, progress=False)
     ds = MegapixelMNIST(tmp_path / "d", "train")
     cfg = TrainConfig(batch_size=4)
-    images, low, y = next(iter(loader(ds, cfg, True, 0, torch.device("cpu"))))
+    batches = loader(ds, cfg, True, 0, torch.device("cpu"))
+    assert batches.dataset.boxes is ds.boxes  # the wrapper shows the dataset's attributes (diagnosis)
+    images, low, y = next(iter(batches))
     assert isinstance(images, list) and len(images) == 4 and all(isinstance(s, zk.io.Source) for s in images)
     assert low.shape == (4, 1, *ds[0][1].shape[-2:]) and y.dtype == torch.int64
     assert len(pickle.dumps(images[0])) < 1000  # a path and a row index, not the 120x140 pixels

@@ -105,3 +105,15 @@ def test_bad_annotation_lines_name_file_and_line(sts_root, tmp_path):
     ann.write_text("a.jpg:\n")
     with pytest.raises(DataError, match=r"a\.jpg: image is 96x128, expected 960x1280"):
         TrafficSigns(tmp_path, "train")[0]
+
+
+def test_generated_set_reads_back(tmp_path):
+    from zoomkern.data.traffic_like import make_traffic_like
+
+    make_traffic_like(tmp_path, 8, 4, empty_share=0.25, progress=False)
+    for split, n in (("train", 8), ("test", 4)):
+        ds = TrafficSigns(tmp_path, split)
+        assert len(ds) == n and ds.n_dropped == 0
+        assert (ds.labels == 0).sum() == round(0.25 * n) and set(ds.labels.tolist()) <= {0, 1, 2, 3}
+        for signs, y in zip(ds.signs, ds.labels, strict=True):
+            assert len(signs) == int(y > 0) and (not signs or signs[0].name == ds.classes[y])

@@ -102,6 +102,52 @@ def test_softmax_bwd_full_smoothing_and_strided_grads():
     assert (zt.softmax_bwd(p, gp, ge, None, 1.0, 1.0) == 0).all()
 
 
+@pytest.mark.skipif(not zt.INTERPRETED, reason="counts the loads of the interpreted kernels")
+def test_softmax_split_reads_chunk_stats_linearly(monkeypatch):
+    """Wide rows: the scratch (per-chunk stats / dots) is read O(chunks) times per row, not O(chunks^2).
+
+    Every interpreted load is counted unless it falls inside one of the inputs; what remains is scratch.
+    Before the fix each of the nc apply programs reloaded all nc chunk stats (3 nc^2 loads per row).
+    """
+    import numpy as np
+    from triton.runtime import interpreter
+
+    import zoomkern.triton.softmax as zsm
+
+    monkeypatch.setattr(zsm, "CHUNK", 2048)  # many chunks on a row the interpreter runs quickly
+    B, nc = 2, 24
+    N = nc * zsm.CHUNK - 5
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(B, N, generator=g)
+    gp, ge = torch.randn(B, N, generator=g), torch.randn(B, generator=g)
+    inputs: list[torch.Tensor] = []
+    count = [0]
+    orig = interpreter.InterpreterBuilder.create_masked_load
+
+    def counting(self, ptrs, mask, *args, **kwargs):
+        addr = ptrs.data[mask.data].astype(np.uint64)
+        outside = np.ones(addr.shape, dtype=bool)
+        for t in inputs:
+            lo = t.data_ptr()
+            outside &= ~((addr >= lo) & (addr < lo + t.numel() * t.element_size()))
+        count[0] += int(outside.sum())
+        return orig(self, ptrs, mask, *args, **kwargs)
+
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_masked_load", counting)
+    inputs[:] = [x]
+    p, ent = zt.softmax_fwd(x, None, 1.0, 0.0)
+    fwd_loads, count[0] = count[0], 0
+    inputs[:] = [p, gp, ge]
+    gx = zt.softmax_bwd(p, gp, ge, None, 1.0, 0.0)
+    bwd_loads = count[0]
+    assert fwd_loads <= 8 * B * nc, f"forward read {fwd_loads} scratch values for {B} rows x {nc} chunks"
+    assert bwd_loads <= 4 * B * nc, f"backward read {bwd_loads} scratch values for {B} rows x {nc} chunks"
+    p_ref, ent_ref = R.softmax_fwd(x, None, 1.0, 0.0)
+    close(p, p_ref, what="probs")
+    close(ent, ent_ref, what="entropy")
+    close(gx, R.softmax_bwd(p, gp, ge, None, 1.0, 0.0), what="grad")
+
+
 # ----------------------------------------------------------------------------- sample
 
 

@@ -61,10 +61,11 @@ def test_split_kernels_compile_for_hopper():
 
     # zoomkern.triton re-exports the function ``sample``, shadowing the submodule's attribute.
     zs, zsm = (importlib.import_module(f"zoomkern.triton.{m}") for m in ("sample", "softmax"))
-    sm = dict(HAS_MASK=True, SMOOTH=True, CHUNK=4096, BLOCK_N=2048, NC_P=64)
+    sm = dict(HAS_MASK=True, SMOOTH=True, CHUNK=4096, BLOCK_N=2048)
     gum = dict(CHUNK=4096, K_P=64, NC_P=64)
     cases = [(zsm._softmax_stats_kernel, dict(HAS_MASK=True, CHUNK=4096, BLOCK_N=2048))]
     cases += [(zsm._softmax_apply_kernel, sm), (zsm._softmax_bwd_split_kernel, dict(sm, WRITE=False))]
+    cases += [(zsm._softmax_combine_kernel, dict(CB=64))]
     cases += [
         (zsm._softmax_bwd_split_kernel, dict(sm, WRITE=True)),
         (zs._gumbel_merge_kernel, dict(M_P=4096, K_P=64)),

@@ -1,9 +1,10 @@
 """A generated stand-in for the colon-cancer set, written in either on-disk layout ``ColonCancer`` reads.
 
 Each image is 500x500 RGB: a pink, textured "tissue" background strewn with small round pale-purple
-"nuclei" (every image has them: distractors). Positive images also hold a few clusters of larger, darker,
-elongated "epithelial nuclei" (the tiny objects: 9-13 pixels long, about 1 pixel in the 1/10 low-resolution
-view). Label 1 iff the image holds at least one of them, as in the real set.
+"nuclei" (every image has them: distractors). Positive images also hold 3-6 gland-like clusters of 10-20
+larger, darker, elongated "epithelial nuclei" (the tiny objects: 9-13 pixels long, about 1 pixel in the
+1/10 low-resolution view; as in the real set, a positive image has many of them, not one). Label 1 iff
+the image holds at least one of them.
 
 Layouts: "csv" (``imgN.bmp`` + ``labels_histo_{train,valid}_fold_{k}.csv``, stratified folds 1..K) or
 "download" (``Classification/imgN/imgN.bmp`` + ``imgN_epithelial.mat`` with the ``detection`` centres).
@@ -36,7 +37,9 @@ def _disc(img, cy, cx, ry, rx, angle, colour, alpha):
     img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - m) + np.asarray(colour) * m
 
 
-def render(rng: np.random.Generator, positive: bool, n_nuclei=(40, 80), clusters=(1, 3), per_cluster=(4, 10)):
+def render(
+    rng: np.random.Generator, positive: bool, n_nuclei=(40, 80), clusters=(3, 6), per_cluster=(10, 20)
+):
     """(500, 500, 3) uint8 image and (n, 2) float (x, y) centres of its epithelial objects."""
     # background: a smooth pink field (a 10x10 random grid upsampled) plus fine grain
     coarse = rng.normal(0, 1, (11, 11))
@@ -55,7 +58,7 @@ def render(rng: np.random.Generator, positive: bool, n_nuclei=(40, 80), clusters
         for _ in range(rng.integers(*clusters, endpoint=True)):
             cy, cx = rng.uniform(30, SIZE - 30, 2)
             for _ in range(rng.integers(*per_cluster, endpoint=True)):
-                y, x = np.clip(rng.normal((cy, cx), 18), 8, SIZE - 8)
+                y, x = np.clip(rng.normal((cy, cx), 24), 8, SIZE - 8)
                 _disc(img, y, x, rng.uniform(2.5, 3.5), rng.uniform(4.5, 6.5), rng.uniform(0, np.pi),
                       (70, 30, 110), rng.uniform(0.85, 1.0))  # fmt: skip
                 centres.append((x, y))

@@ -174,14 +174,22 @@ def render_image(r: _Recipe, i: int, label: int, out: np.ndarray) -> np.ndarray:
     for (y, x), c in zip(pos, cls, strict=True):
         d = digits[rng.choice(np.flatnonzero(classes == c))]
         np.maximum(out[y : y + DIGIT, x : x + DIGIT], d, out=out[y : y + DIGIT, x : x + DIGIT])
-    nrng = np.random.default_rng([r.seed, sid, 2, i])  # own stream: n_noise never moves the digits
-    ys = nrng.integers(0, r.size[0] - DIGIT + 1, r.n_noise)
-    xs = nrng.integers(0, r.size[1] - DIGIT + 1, r.n_noise)
-    for y, x, k in zip(ys, xs, nrng.integers(0, len(r.patterns), r.n_noise), strict=True):
+    for y, x, k in noise_stamps(r.seed, r.split, i, r.size, r.n_noise, len(r.patterns)):
         np.maximum(out[y : y + DIGIT, x : x + DIGIT], r.patterns[k], out=out[y : y + DIGIT, x : x + DIGIT])
     boxes = np.empty((N_DIGITS, 5), np.int64)
     boxes[:, :2], boxes[:, 2:4], boxes[:, 4] = pos, DIGIT, cls
     return boxes
+
+
+def noise_stamps(
+    seed: int, split: str, i: int, size, n_noise: int, n_patterns: int = N_PATTERNS
+) -> np.ndarray:
+    """(n_noise, 3) int64 (y, x, pattern) of image i's noise stamps: their own RNG stream, so n_noise
+    never moves the digits, and cheap to recompute for data sets written before noise.npy existed."""
+    nrng = np.random.default_rng([seed, _SPLIT_ID[split], 2, i])
+    ys = nrng.integers(0, size[0] - DIGIT + 1, n_noise)
+    xs = nrng.integers(0, size[1] - DIGIT + 1, n_noise)
+    return np.stack([ys, xs, nrng.integers(0, n_patterns, n_noise)], 1).astype(np.int64)
 
 
 def _write_split(dest: Path, r: _Recipe, n: int, scale: float, bar) -> None:
@@ -192,12 +200,14 @@ def _write_split(dest: Path, r: _Recipe, n: int, scale: float, bar) -> None:
     lowres = np.lib.format.open_memmap(dest / "lowres.npy", mode="w+", dtype=np.uint8, shape=(n, *lsize))
     labels = _labels(n, np.random.default_rng([r.seed, _SPLIT_ID[r.split], 0]), r.binary_digit)
     boxes = np.empty((n, N_DIGITS, 5), np.int64)
+    noise = np.zeros((n, r.n_noise, 3), np.int64)  # (y, x, pattern) of each stamp: the diagnosis reads it
     canvas = np.empty(r.size, np.uint8)  # one image in RAM at a time
     # pwrite into the file numpy laid out: 2.5x faster than assigning into the memmap (page faults on a
     # fresh sparse file), and the set never sits in RAM either way
     with open(dest / "images.npy", "r+b") as f:
         for i in range(n):
             boxes[i] = render_image(r, i, int(labels[i]), canvas)
+            noise[i] = noise_stamps(r.seed, r.split, i, r.size, r.n_noise, len(r.patterns))
             if os.pwrite(f.fileno(), canvas.data, offset + i * stride) != stride:
                 raise OSError(f"{dest / 'images.npy'}: short write (disk full?)")
             lowres[i] = to_uint8(area_downsample(canvas, lsize))
@@ -206,6 +216,7 @@ def _write_split(dest: Path, r: _Recipe, n: int, scale: float, bar) -> None:
     del lowres
     np.save(dest / "labels.npy", labels, allow_pickle=False)
     np.save(dest / "boxes.npy", boxes, allow_pickle=False)
+    np.save(dest / "noise.npy", noise, allow_pickle=False)
     n_cls = 10 if r.binary_digit is None else 2
     meta = {
         "recipe_version": RECIPE_VERSION, "split": r.split, "n": n, "size": list(r.size),
@@ -259,6 +270,11 @@ def make_megapixel_mnist(root, n_train, n_test, size=(1500, 1500), n_noise=50, s
     return root
 
 
+def _ink_box(pattern: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(pattern)
+    return (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+
+
 def _load(path: Path, shape, dtype) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; regenerate with python/make_megapixel_mnist.py")
@@ -276,7 +292,8 @@ class MegapixelMNIST(torch.utils.data.Dataset):
 
     Arrays are memmaps (allow_pickle=False) checked against meta.json at construction; each process (e.g. a
     DataLoader worker) reopens them lazily, so pickling the dataset never copies the images.
-    ``boxes`` (N, 5, 5) int64 (y, x, h, w, class) and ``labels`` (N,) int64 are loaded in RAM.
+    ``boxes`` (N, 5, 5) int64 (y, x, h, w, class) and ``labels`` (N,) int64 are loaded in RAM;
+    ``noise_boxes()`` gives the noise stamps' ink boxes (for the patch diagnosis).
     """
 
     def __init__(self, root, split: str = "train"):
@@ -294,8 +311,31 @@ class MegapixelMNIST(torch.utils.data.Dataset):
         self._specs = {"images": ((n, *size), np.uint8), "lowres": ((n, *lsize), np.uint8)}
         self.labels = np.array(_load(self.dir / "labels.npy", (n,), np.int64))
         self.boxes = np.array(_load(self.dir / "boxes.npy", (n, N_DIGITS, 5), np.int64))
+        self._noise_boxes = None
         self._arrays = None
         self._open()  # validate now, so a broken directory fails at construction, not in a worker
+
+    def noise_boxes(self) -> np.ndarray:
+        """(N, n_noise, 4) int64 (y0, x0, y1, x1), half-open: each noise stamp's ink bounding box, from
+        ``noise.npy`` (or recomputed from the seed for sets written before it existed) and the patterns."""
+        if self._noise_boxes is None:
+            m, n = self.meta, len(self)
+            path = self.dir / "noise.npy"
+            if path.is_file():
+                stamps = _load(path, (n, int(m["n_noise"]), 3), np.int64)
+            else:
+                split, size = m["split"], tuple(m["size"])
+                nn, npat = int(m["n_noise"]), int(m.get("n_noise_patterns", N_PATTERNS))
+                stamps = np.zeros((n, nn, 3), np.int64)
+                for i in range(n):
+                    stamps[i] = noise_stamps(m["seed"], split, i, size, nn, npat)
+            patterns = make_noise_patterns(np.random.default_rng([m["seed"], 99]))
+            ink = np.array([_ink_box(p) for p in patterns])  # (50, 4)
+            b = ink[stamps[..., 2]]
+            b[..., :2] += stamps[..., :2]
+            b[..., 2:] += stamps[..., :2]
+            self._noise_boxes = b
+        return self._noise_boxes
 
     def _open(self):
         self._arrays = {k: _load(self.dir / f"{k}.npy", *spec) for k, spec in self._specs.items()}

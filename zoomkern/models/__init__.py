@@ -7,11 +7,15 @@ All share one interface: ``model(image, lowres=None, labels=None)`` returns a di
 from .ats import ATS
 from .cnn import CNNFull, CNNLowRes
 from .nets import AttentionNet, ConvClassifier, FeatureNet, linear_head, timm_feature_net
+from .options import ATSOptions, SamplingOptions, ZoomInOptions
 from .zoomin import ZoomIn
 
 __all__ = [
     "ZoomIn",
     "ATS",
+    "SamplingOptions",
+    "ZoomInOptions",
+    "ATSOptions",
     "CNNLowRes",
     "CNNFull",
     "AttentionNet",

@@ -9,6 +9,7 @@ import zoomkern as zk
 
 from . import base
 from .nets import AttentionNet, FeatureNet, linear_head
+from .options import ATSOptions
 
 
 class ATS(nn.Module):
@@ -25,33 +26,23 @@ class ATS(nn.Module):
         n_classes: int = 10,
         in_channels: int = 1,
         *,
-        s1: float = 0.12,
-        grid=None,
-        patch_size=32,
-        n_patches: int = 10,
-        replace: bool = False,
+        options: ATSOptions | None = None,
         attention: nn.Module | None = None,
         feature_net: nn.Module | None = None,
         feature_dim: int | None = None,
         head: nn.Module | None = None,
-        entropy: float = 0.0,
-        temperature: float = 1.0,
-        smoothing: float = 1e-4,
-        prior: bool = False,
-        prior_eps: float = 1e-4,
-        prior_weight: float = 1.0,
-        eval_topk: bool = False,
-        n_patches_eval: int | None = None,
+        **kwargs,
     ):
+        """``options`` (an ATSOptions, models/options.py) and/or its fields as keywords (they override
+        it); the networks are keywords of their own."""
         super().__init__()
-        if n_patches <= 0:
-            raise ValueError(f"n_patches must be positive, got {n_patches}")
-        self.s1, self.grid, self.patch_size = (
-            s1,
-            base.pair(grid) if grid is not None else None,
-            base.pair(patch_size),
-        )
-        self.n_patches, self.n_patches_eval, self.replace = n_patches, n_patches_eval or n_patches, replace
+        o = self.options = ATSOptions.make(options, "ATS", **kwargs)
+        base.apply_options(self, o)
+        if o.n_patches <= 0:
+            raise ValueError(f"n_patches must be positive, got {o.n_patches}")
+        self.grid = base.pair(o.grid) if o.grid is not None else None
+        self.n_patches, self.n_patches_eval = o.n_patches, o.n_patches_eval or o.n_patches
+        self.replace = o.replace
         self.attention = attention if attention is not None else AttentionNet(in_channels)
         self.feature_net = feature_net if feature_net is not None else FeatureNet(in_channels)
         self.head = (
@@ -59,9 +50,6 @@ class ATS(nn.Module):
             if head is not None
             else linear_head(base.feature_dim(self.feature_net, feature_dim), n_classes)
         )
-        self.entropy, self.temperature, self.smoothing = entropy, temperature, smoothing
-        self.prior, self.prior_eps, self.prior_weight = prior, prior_eps, prior_weight
-        self.eval_topk = eval_topk
         self.generator: torch.Generator | None = None
 
     def forward(self, image, lowres=None, labels=None, mask=None):
@@ -92,7 +80,9 @@ class ATS(nn.Module):
             mask=mask,
             return_entropy=True,
         )
-        idx, p = base.draw(a, k, self.replace, det, self.generator)
+        idx, p = base.draw(
+            a, k, self.replace, det, self.generator, base.spacing(self.patch_size, grid, (H, W))
+        )
         off = zk.cells_to_offsets(idx, grid, (H, W), self.patch_size).to(dev)
         patches = base.gather(image, off, self.patch_size, dev)
         feats = self.feature_net(patches.flatten(0, 1)).reshape(B, idx.shape[1], -1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -16,6 +17,16 @@ def pair(v) -> tuple[int, int]:
         return (v, v)
     a, b = v
     return (int(a), int(b))
+
+
+def apply_options(module: nn.Module, options) -> None:
+    """Every shared SamplingOptions field becomes an attribute of the model (``model.prior``, ...), so a
+    new shared option needs no per-model code; ``patch_size`` is normalised to a pair."""
+    from .options import SamplingOptions
+
+    for f in dataclasses.fields(SamplingOptions):
+        setattr(module, f.name, getattr(options, f.name))
+    module.patch_size = pair(options.patch_size)
 
 
 # A batch of images is a (B, C, H, W) tensor or a list of B zk.io sources (files, memmaps, arrays read
@@ -154,34 +165,83 @@ def ink_prior(view: torch.Tensor, grid: tuple[int, int], eps: float) -> torch.Te
         return torch.log(ink.clamp_min(0) + eps)
 
 
-def invert(probs: torch.Tensor) -> torch.Tensor:
-    """(1 - p) renormalised per sample: the contrastive pseudo-negative distribution."""
+def invert(probs: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """(1 - p) renormalised per sample: the contrastive pseudo-negative distribution, zero outside
+    ``allowed`` (B, *S) bool when given. A one-cell grid (p = 1, so 1 - p is all zero) gets the uniform
+    distribution over the allowed cells, i.e. that cell: there is nothing else to look at on that level
+    (the other level may still invert)."""
     q = (1.0 - probs).clamp_min(0).reshape(probs.shape[0], -1)
-    q = q / q.sum(1, keepdim=True).clamp_min(1e-12)
+    ok = torch.ones_like(q) if allowed is None else allowed.reshape(q.shape).to(q.dtype)
+    q = q * ok
+    total = q.sum(1, keepdim=True)
+    uniform = ok / ok.sum(1, keepdim=True).clamp_min(1)
+    q = torch.where(total > 0, q / total.clamp_min(1e-30), uniform)
     return q.reshape(probs.shape)
 
 
-def draw(probs: torch.Tensor, k: int, replace: bool, deterministic: bool, generator=None):
+def topk_spread(probs: torch.Tensor, k: int, spacing: tuple[float, float]) -> torch.Tensor:
+    """(B, gh, gw) -> (B, k) distinct flat indices: greedy non-maximum suppression on the grid.
+
+    Each kept cell suppresses the cells closer than ``spacing`` (rows, cols: a patch measured in cells),
+    whose patches would overlap its own; plain top-k keeps the neighbours of one attention peak (on ATS's
+    180 x 180 grid 10 kept cells covered 1.4 of 5 digits where 10 draws covered 4.0). When no unsuppressed
+    cell is left, the suppressed ones follow by probability, so k distinct cells are always returned.
+    """
+    B, gh, gw = probs.shape
+    flat = probs.detach().reshape(B, -1).float()
+    rows = torch.arange(gh, device=flat.device).repeat_interleave(gw)
+    cols = torch.arange(gw, device=flat.device).repeat(gh)
+    free = torch.ones_like(flat, dtype=torch.bool)
+    taken = torch.zeros_like(free)
+    out = []
+    for _ in range(k):
+        # probabilities lie in [0, 1]: free cells score p, suppressed p - 2, taken ones -inf
+        score = torch.where(free, flat, flat - 2.0).masked_fill(taken, float("-inf"))
+        i = score.argmax(1)
+        out.append(i)
+        taken[torch.arange(B, device=flat.device), i] = True
+        near = ((rows[None] - rows[i][:, None]).abs() < spacing[0]) & (
+            (cols[None] - cols[i][:, None]).abs() < spacing[1]
+        )
+        free &= ~near
+    return torch.stack(out, 1)
+
+
+def draw(probs: torch.Tensor, k: int, replace: bool, deterministic: bool, generator=None, spacing=None):
     """(B, *S) -> (indices (B, k'), sampled probs (B, k')). Deterministic: the top-k cells (k' <= k,
-    distinct); otherwise zk.sample_patches."""
+    distinct), spread apart by ``spacing`` (cells, see topk_spread) when given; otherwise
+    zk.sample_patches."""
     if deterministic:
         flat = probs.reshape(probs.shape[0], -1)
         k = min(k, flat.shape[1])
-        idx = torch.topk(flat.detach(), k, dim=1).indices
+        if spacing is not None and probs.dim() == 3:
+            idx = topk_spread(probs, k, spacing)
+        else:
+            idx = torch.topk(flat.detach(), k, dim=1).indices
         return idx, torch.gather(flat, 1, idx)
     s = zk.sample_patches(probs, k, replace=replace, generator=generator)
     return s.indices, s.probs
 
 
+def spacing(patch: tuple[int, int], grid: tuple[int, int], extent: tuple[int, int]) -> tuple[float, float]:
+    """A patch's size in cells of ``grid`` laid over ``extent`` pixels (the top-k suppression radius)."""
+    return (patch[0] * grid[0] / extent[0], patch[1] * grid[1] / extent[1])
+
+
 def aggregate(
     features: torch.Tensor, probs: torch.Tensor, replace: bool, deterministic: bool
 ) -> torch.Tensor:
-    """(B, k, D), (B, k) -> (B, D). Sampled: the unbiased zk.expectation. Deterministic top-k: the
-    attention-weighted mean of the kept cells (a biased but noise-free evaluation estimate)."""
+    """(B, k, D), (B, k) -> (B, D) float32. Sampled: the unbiased zk.expectation. Deterministic top-k: the
+    attention-weighted mean of the kept cells (a biased but noise-free evaluation estimate).
+
+    Always in float32, whatever autocast made of the features: cast to float16, probabilities under 6e-5
+    (float16's smallest normal) were clamped and their 1/p gradients came out up to 61x too small."""
+    features, probs = features.float(), probs.float()
     if deterministic:
         w = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
-        return (w.unsqueeze(-1).to(features.dtype) * features).sum(1)
-    return zk.expectation(features, probs.to(features.dtype), replace=replace)
+        return (w.unsqueeze(-1) * features).sum(1)
+    with torch.autocast(features.device.type, enabled=False):
+        return zk.expectation(features, probs, replace=replace)
 
 
 def feature_dim(net: nn.Module, default: int | None) -> int:

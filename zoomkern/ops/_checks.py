@@ -46,3 +46,19 @@ def finite_number(name: str, v, *, lo=None, hi=None, lo_open=False) -> float:
     if hi is not None and f > hi:
         raise ValueError(f"{name} must be <= {hi}, got {f}")
     return f
+
+
+def data_check(ok: torch.Tensor, message) -> None:
+    """Raise ValueError(message) unless the 0-d bool tensor ``ok`` is True.
+
+    A check on tensor *values* needs the host to read them. On CPU that is free and the error is raised
+    here; on an accelerator reading would sync the host with the device (and break CUDA-graph capture), so
+    the check is queued as a device-side assert instead (``torch._assert_async``): a failure surfaces as
+    a device assert at the next synchronisation, with ``message`` in it. ``message`` may be a callable,
+    called only on CPU failures (to name e.g. the offending row).
+    """
+    if ok.device.type == "cpu":
+        if not bool(ok):
+            raise ValueError(message() if callable(message) else message)
+    else:
+        torch._assert_async(ok, message if isinstance(message, str) else "zoomkern: invalid argument values")

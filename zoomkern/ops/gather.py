@@ -81,14 +81,20 @@ _gather_patches.register_autograd(_backward, setup_context=_setup_context)
 def _channel_vector(name, v, C, device):
     if v is None:
         return None
-    t = torch.as_tensor(v, dtype=torch.float32).to(device).flatten()
+    t = torch.as_tensor(v, dtype=torch.float32).flatten()
     if t.numel() == 1:
         t = t.expand(C).contiguous()
     if t.numel() != C:
         raise ValueError(f"{name} must have 1 or C={C} values, got {t.numel()}")
-    if name == "std" and bool((t == 0).any()):
-        raise ValueError("std must be non-zero")
-    return t
+    if name == "std":
+        if t.device.type == "cpu":
+            if bool((t == 0).any()):
+                raise ValueError("std must be non-zero")
+        else:
+            # Reading a device tensor's values back would sync with the host (and break CUDA-graph
+            # capture); the check runs on the device and fails the stream instead.
+            torch._assert_async((t != 0).all(), "std must be non-zero")
+    return t.to(device, non_blocking=True)
 
 
 def _zero_copy(image: Tensor, target: torch.device) -> bool:

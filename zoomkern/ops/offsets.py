@@ -13,11 +13,11 @@ from . import _checks
 def _cells_to_offsets(
     indices: Tensor, grid_size: list[int], image_size: list[int], patch_size: list[int]
 ) -> Tensor:
-    if indices.numel() and (
-        bool((indices < 0).any()) or bool((indices >= grid_size[0] * grid_size[1]).any())
-    ):
-        raise ValueError(
-            f"indices must lie in [0, {grid_size[0] * grid_size[1]}) for grid_size {tuple(grid_size)}"
+    n = grid_size[0] * grid_size[1]
+    if indices.numel():  # no host sync on CUDA (a device-side assert there); ValueError on CPU
+        _checks.data_check(
+            ((indices >= 0) & (indices < n)).all(),
+            f"indices must lie in [0, {n}) for grid_size {tuple(grid_size)}",
         )
     return reference.cells_to_offsets_ref(indices, grid_size, image_size, patch_size)
 

@@ -22,9 +22,15 @@ def _spatial_softmax(
     B = logits.shape[0]
     x = logits.reshape(B, -1).to(_acc_dtype(logits.dtype)).contiguous()
     m = mask.reshape(B, -1).contiguous() if mask is not None else None
-    if m is not None and not bool(m.any(1).all()):
-        bad = (~m.any(1)).nonzero()[0, 0].item()
-        raise ValueError(f"mask has no True position for sample {bad}: its softmax is undefined")
+    if m is not None:  # no host sync on CUDA (a device-side assert there); ValueError on CPU
+        rows_ok = m.any(1)
+        _checks.data_check(
+            rows_ok.all(),
+            lambda: (
+                f"mask has no True position for sample {int((~rows_ok).nonzero()[0, 0])}: "
+                "its softmax is undefined"
+            ),
+        )
     _, kern = backends.select("softmax_fwd", logits.device)
     p, ent = kern.softmax_fwd(x, m, temperature, smoothing)
     return p.to(logits.dtype).reshape(logits.shape), ent.to(logits.dtype)

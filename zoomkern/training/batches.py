@@ -21,6 +21,13 @@ class LazyImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ds)
 
+    def __getattr__(self, name):
+        # The wrapped dataset's attributes (boxes, labels, classes, paths, ...) for whoever inspects
+        # loader.dataset, e.g. the patch diagnosis. "ds" itself is absent only while unpickling.
+        if name == "ds":
+            raise AttributeError(name)
+        return getattr(self.ds, name)
+
     def __getitem__(self, i):
         get = getattr(self.ds, "get", None)
         return get(i, lazy=True) if get is not None else self.ds[i]

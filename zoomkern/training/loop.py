@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint
+from . import checkpoint, diagnosis
 from . import distributed as dist
 from .config import TrainConfig, build_model
 from .data import datasets, loader
@@ -69,6 +69,12 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
     mem.start()
     t0 = time.perf_counter()
     loss_sum, correct, n, batch_max = 0.0, 0, 0, 1
+    # Where the patches land (digit ink, noise) and how peaked the attention is: data sets that know
+    # their objects' boxes (Megapixel MNIST) and models that report patch_offsets.
+    stats, indices = None, diagnosis.batch_indices(batches)
+    psize = diagnosis.model_patch_size(model)
+    if indices is not None and psize is not None and diagnosis.PatchStats.supports(batches.dataset):
+        stats = diagnosis.PatchStats(batches.dataset, psize)
     bar = tqdm(batches, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, disable=not world.main)
     with torch.set_grad_enabled(train):
         for step, batch in enumerate(bar):
@@ -83,6 +89,8 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 out = model(image, low, labels=y if train else None, **kw)
             loss = F.cross_entropy(out["logits"].float(), y)
+            if stats is not None:
+                stats.update(out, next(indices))
             if train:
                 task = loss if class_weight is None else _weighted_ce(out["logits"].float(), y, class_weight)
                 total = task + out["aux_loss"].float()
@@ -105,6 +113,7 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
     secs = time.perf_counter() - t0
     peak, absolute = mem.peak(), mem.absolute()
     loss_sum, correct, n = dist.reduce(world, [loss_sum, correct, n])
+    diag = diagnosis.PatchStats.result(dist.reduce(world, stats.counts() if stats else [0.0] * 7), "")
     nan = float("nan")
     secs, peak, absolute, batch_max = dist.reduce(
         world, [secs, nan if peak is None else peak, nan if absolute is None else absolute, batch_max], "max"
@@ -116,6 +125,7 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
         sec_per_sample=secs / max(n, 1),
         peak_mb_per_sample=peak / batch_max / 2**20,
         seconds=secs,
+        diag={k.lstrip("_"): v for k, v in diag.items()},
     )
 
 
@@ -154,6 +164,8 @@ def _row(epoch: int, tr: dict, te: dict, lr: float, elapsed: float) -> dict:
         test_peak_mb_per_sample=te["peak_mb_per_sample"],
         lr=lr,
         elapsed_s=elapsed,
+        **{f"train_{k}": v for k, v in tr.get("diag", {}).items()},
+        **{f"test_{k}": v for k, v in te.get("diag", {}).items()},
     )
 
 
@@ -253,7 +265,12 @@ def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
     if row is not None:  # the last epoch's figures (test_acc, peaks, seconds per sample)
         summary.update({k: v for k, v in row.items() if k != "epoch"})
     if cfg.plot_images and cfg.model in ("zoomin", "ats") and world.main:
-        from .plot import plot_attention
+        from .plot import plot_attention, plot_diagnosis
+
+        # the per-epoch patch diagnosis (digit / noise shares, attention entropies) from metrics.csv
+        diag_plot = plot_diagnosis(summary["csv"], os.path.join(cfg.out, "diagnosis.png"))
+        if diag_plot:
+            summary["diagnosis_plot"] = diag_plot
 
         summary["plot"] = plot_attention(
             model, test, os.path.join(cfg.out, "attention.png"), cfg.plot_images, device

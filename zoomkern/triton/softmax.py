@@ -169,10 +169,44 @@ def _softmax_stats_kernel(x_ptr, mask_ptr, st_ptr, B, N, NC, stride_x, stride_m,
 
 
 @triton.jit
-def _softmax_apply_kernel(x_ptr, mask_ptr, st_ptr, p_ptr, ent_ptr, B, N, NC, stride_x, stride_m, stride_p,
+def _softmax_combine_kernel(st_ptr, rs_ptr, B, NC, CB: tl.constexpr):
+    """rs[row] = (max z, 1 / sum exp(z - max), #valid) of the whole row, from its chunk stats in order.
+
+    One program per row reads each chunk's stats once (CB at a time, online max), so the apply pass
+    loads 3 numbers per chunk instead of the whole row's NC stats (which made the split path O(NC^2)).
+    """
+    row = tl.program_id(0).to(tl.int64)
+    ch0 = tl.arange(0, CB)
+    first = tl.load(st_ptr + row * NC * 3)
+    m = tl.zeros([1], dtype=first.dtype) - float("inf")
+    s = tl.zeros([1], dtype=first.dtype)
+    cnt = tl.zeros([1], dtype=first.dtype)
+    for c0 in range(0, NC, CB):
+        ch = c0 + ch0
+        at = st_ptr + (row * NC + ch) * 3
+        ok = ch < NC
+        mc = tl.load(at, mask=ok, other=float("-inf"))
+        sc = tl.load(at + 1, mask=ok, other=0.0)
+        cnt += tl.sum(tl.load(at + 2, mask=ok, other=0.0), axis=0)
+        m_new = tl.maximum(m, tl.max(mc, axis=0))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        m_old = tl.where(m == float("-inf"), m_safe, m)  # s is 0 while nothing finite was seen
+        s = s * tl.exp(m_old - m_safe) + tl.sum(
+            tl.where(mc == float("-inf"), 0.0, sc * tl.exp(mc - m_safe)), axis=0
+        )
+        m = m_new
+    m = tl.where(m == float("-inf"), 0.0, m)
+    one = tl.arange(0, 1)
+    tl.store(rs_ptr + row * 3 + one, m)
+    tl.store(rs_ptr + row * 3 + 1 + one, 1.0 / tl.where(s > 0, s, 1.0))
+    tl.store(rs_ptr + row * 3 + 2 + one, cnt)
+
+
+@triton.jit
+def _softmax_apply_kernel(x_ptr, mask_ptr, rs_ptr, p_ptr, ent_ptr, B, N, NC, stride_x, stride_m, stride_p,
                           t_hi, t_lo, s_hi, s_lo, HAS_MASK: tl.constexpr, SMOOTH: tl.constexpr,
-                          CHUNK: tl.constexpr, BLOCK_N: tl.constexpr, NC_P: tl.constexpr):  # fmt: skip
-    """Combine the row's chunk stats, write this chunk's probs and its entropy part ent[row, chunk]."""
+                          CHUNK: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
+    """Write this chunk's probs from the row's combined stats, and its entropy part ent[row, chunk]."""
     rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
     row_ok = rows < B
     c_start = tl.program_id(1).to(tl.int64) * CHUNK
@@ -180,16 +214,9 @@ def _softmax_apply_kernel(x_ptr, mask_ptr, st_ptr, p_ptr, ent_ptr, B, N, NC, str
     first = tl.load(x_ptr + rows * stride_x, mask=row_ok, other=0.0)
     temp = _scalar(t_hi, t_lo, first)
     smooth = _scalar(s_hi, s_lo, first)
-    ch = tl.arange(0, NC_P)
-    at = st_ptr + (rows[:, None] * NC + ch[None, :]) * 3
-    ch_ok = row_ok[:, None] & (ch[None, :] < NC)
-    mc = tl.load(at, mask=ch_ok, other=float("-inf"))
-    sc = tl.load(at + 1, mask=ch_ok, other=0.0)
-    m = tl.max(mc, axis=1)
-    m = tl.where(m == float("-inf"), 0.0, m)
-    s = tl.sum(tl.where(mc == float("-inf"), 0.0, sc * tl.exp(mc - m[:, None])), axis=1)
-    cnt = tl.sum(tl.load(at + 2, mask=ch_ok, other=0.0), axis=1)
-    inv_s = 1.0 / tl.where(s > 0, s, 1.0)
+    m = tl.load(rs_ptr + rows * 3, mask=row_ok, other=0.0)
+    inv_s = tl.load(rs_ptr + rows * 3 + 1, mask=row_ok, other=0.0)
+    cnt = tl.load(rs_ptr + rows * 3 + 2, mask=row_ok, other=0.0)
     ent = tl.zeros([1], dtype=first.dtype)
     for i in range(0, CHUNK, BLOCK_N):
         cols = c_start + i + cols0
@@ -203,9 +230,10 @@ def _softmax_bwd_split_kernel(
     p_ptr, gp_ptr, ge_ptr, mask_ptr, cnt_ptr, dot_ptr, gx_ptr, B, N, NC, stride_p, stride_gp, stride_m,
     stride_gx, t_hi, t_lo, s_hi, s_lo,
     HAS_MASK: tl.constexpr, SMOOTH: tl.constexpr, WRITE: tl.constexpr,
-    CHUNK: tl.constexpr, BLOCK_N: tl.constexpr, NC_P: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """WRITE=False: dot[row, chunk] = sum q g over the chunk. WRITE=True: combine those, write the grads."""
+    """WRITE=False: dot[row, chunk] = sum q g over the chunk. WRITE=True: write the grads, given the row
+    totals in dot[row] (summed once per row by the host side, not once per chunk)."""
     rows = tl.program_id(0).to(tl.int64) + tl.arange(0, 1)
     row_ok = rows < B
     c_start = tl.program_id(1).to(tl.int64) * CHUNK
@@ -219,9 +247,7 @@ def _softmax_bwd_split_kernel(
         cnt = tl.load(cnt_ptr + rows, mask=row_ok, other=1.0).to(first.dtype)
     dot = tl.zeros([1], dtype=first.dtype)
     if WRITE:
-        ch = tl.arange(0, NC_P)
-        ch_ok = row_ok[:, None] & (ch[None, :] < NC)
-        dot = tl.sum(tl.load(dot_ptr + rows[:, None] * NC + ch[None, :], mask=ch_ok, other=0.0), axis=1)
+        dot = tl.load(dot_ptr + rows, mask=row_ok, other=0.0)
     for i in range(0, CHUNK, BLOCK_N):
         cols = c_start + i + cols0
         q, g, ok = _bwd_terms(p_ptr, gp_ptr, mask_ptr, rows, row_ok, cols, N, stride_p, stride_gp, stride_m,
@@ -236,9 +262,9 @@ def _softmax_bwd_split_kernel(
 
 
 def _split(N: int) -> tuple[int, int]:
-    """(chunks per row, its next power of two); 0 chunks: the whole row fits one block."""
+    """(chunks per row, chunks combined per step); 0 chunks: the whole row fits one block."""
     nc = triton.cdiv(N, CHUNK) if N > MAX_BLOCK_N else 0
-    return nc, triton.next_power_of_2(max(nc, 1))
+    return nc, min(triton.next_power_of_2(max(nc, 1)), 1024)
 
 
 def softmax_fwd(x, mask, temperature: float, smoothing: float):
@@ -250,16 +276,18 @@ def softmax_fwd(x, mask, temperature: float, smoothing: float):
         return p, ent.zero_()
     rows, block_n = blocks(N)
     m = mask.view(torch.uint8) if mask is not None else x  # dummy pointer when there is no mask
-    nc, nc_p = _split(N)
+    nc, cb = _split(N)
     ts = (*split_f32(temperature), *split_f32(smoothing))
     if nc:
         st, ent_part = torch.empty(B, nc, 3, dtype=x.dtype, device=x.device), x.new_empty(B, nc)
+        rs = torch.empty(B, 3, dtype=x.dtype, device=x.device)
         args = (B, N, nc, x.stride(0), m.stride(0))
         _softmax_stats_kernel[(B, nc)](x, m, st, *args, *ts[:2],
                                        HAS_MASK=mask is not None, CHUNK=CHUNK, BLOCK_N=block_n)  # fmt: skip
+        _softmax_combine_kernel[(B,)](st, rs, B, nc, CB=cb)
         _softmax_apply_kernel[(B, nc)](
-            x, m, st, p, ent_part, *args, p.stride(0), *ts,
-            HAS_MASK=mask is not None, SMOOTH=smoothing != 0, CHUNK=CHUNK, BLOCK_N=block_n, NC_P=nc_p,
+            x, m, rs, p, ent_part, *args, p.stride(0), *ts,
+            HAS_MASK=mask is not None, SMOOTH=smoothing != 0, CHUNK=CHUNK, BLOCK_N=block_n,
         )  # fmt: skip
         return p, torch.sum(ent_part, dim=1, out=ent)
     _spatial_softmax_fwd_kernel[(triton.cdiv(B, rows),)](
@@ -278,7 +306,7 @@ def softmax_bwd(p, grad_p, grad_ent, mask, temperature: float, smoothing: float)
     gx = torch.empty_like(p)
     rows, block_n = blocks(N)
     m = mask.view(torch.uint8) if mask is not None else p
-    nc, nc_p = _split(N)
+    nc, _ = _split(N)
     ts = (*split_f32(temperature), *split_f32(smoothing))
     if nc:
         smooth_mask = mask is not None and smoothing != 0
@@ -288,8 +316,10 @@ def softmax_bwd(p, grad_p, grad_ent, mask, temperature: float, smoothing: float)
             _softmax_bwd_split_kernel[(B, nc)](
                 p, grad_p, grad_ent, m, cnt, dot, gx, B, N, nc, p.stride(0), grad_p.stride(0), m.stride(0),
                 gx.stride(0), *ts, HAS_MASK=mask is not None,
-                SMOOTH=smoothing != 0, WRITE=write, CHUNK=CHUNK, BLOCK_N=block_n, NC_P=nc_p,
+                SMOOTH=smoothing != 0, WRITE=write, CHUNK=CHUNK, BLOCK_N=block_n,
             )  # fmt: skip
+            if not write:
+                dot = dot.sum(1)  # the row totals, once per row (a fixed-order reduction: deterministic)
         return gx
     _spatial_softmax_bwd_kernel[(triton.cdiv(B, rows),)](
         p, grad_p, grad_ent, m, gx, B, N, p.stride(0), grad_p.stride(0), m.stride(0), gx.stride(0), *ts,

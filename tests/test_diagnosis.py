@@ -1,0 +1,72 @@
+"""The per-epoch patch diagnosis (issue 12, item 1): the data set's noise boxes are where the stamps
+are, patches are classified by overlap, and training logs and plots the curves."""
+
+import csv
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from zoomkern.data.megapixel_mnist import MegapixelMNIST, make_megapixel_mnist, make_noise_patterns
+from zoomkern.training import TrainConfig, train
+from zoomkern.training.diagnosis import PatchStats
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("diag")
+    make_megapixel_mnist(r, 8, 4, size=(128, 128), n_noise=3, scale=0.25, progress=False)
+    return str(r)
+
+
+def test_noise_boxes_hold_the_stamps(root):
+    ds = MegapixelMNIST(root, "train")
+    boxes = ds.noise_boxes()
+    assert boxes.shape == (8, 3, 4)
+    patterns = make_noise_patterns(np.random.default_rng([0, 99]))
+    stamps = np.load(os.path.join(root, "train", "noise.npy"))
+    for i in range(8):
+        img = ds[i][0][0].numpy()
+        for (y, x, k), (y0, x0, y1, x1) in zip(stamps[i], boxes[i], strict=True):
+            # stamped with np.maximum: the image is at least the pattern over its 28 x 28 box
+            assert (img[y : y + 28, x : x + 28] >= patterns[k]).all()
+            assert y <= y0 < y1 <= y + 28 and x <= x0 < x1 <= x + 28 and img[y0:y1, x0:x1].max() > 0
+    # a set written before noise.npy existed: recomputed from the seed, the same boxes
+    os.remove(os.path.join(root, "train", "noise.npy"))
+    np.testing.assert_array_equal(MegapixelMNIST(root, "train").noise_boxes(), boxes)
+
+
+def test_patch_classification():
+    class _DS:
+        boxes = np.array([[[10, 10, 28, 28, 3]] * 5])  # five copies of one digit box at (10, 10)
+        noise = np.array([[[80, 80, 90, 100]]])
+
+        def noise_boxes(self):
+            return self.noise
+
+    s = PatchStats(_DS(), (8, 8))
+    # on the digit's core (14..34), on its blank margin only (corner 2..10 ends at 10 < 14), on the noise
+    offs = torch.tensor([[[20, 20], [2, 2], [85, 95], [50, 50]]])
+    att = torch.full((1, 4, 4), 1 / 16)
+    s.update(dict(patch_offsets=offs, attention=att, entropy1=torch.tensor([np.log(16)])), [0])
+    r = PatchStats.result(s.counts(), "x")
+    assert (r["x_patch_digit"], r["x_patch_noise"]) == (0.25, 0.25)
+    assert r["x_entropy1"] == pytest.approx(1.0) and np.isnan(r["x_entropy2"])
+
+
+@pytest.mark.parametrize("model", ["zoomin", "ats"])
+def test_training_logs_and_plots_the_diagnosis(root, tmp_path, model):
+    cfg = TrainConfig(root=root, size=(128, 128), n_train=8, n_test=4, n_noise=3, scale=0.25, model=model,
+                      tile_size=64, s2=0.5, sub_grid=(4, 4), patch_size=24, n_tiles=3, n_sub=2, n_patches=4,
+                      feature_widths=(4, 8), epochs=2, batch_size=4, out=str(tmp_path),
+                      device="cpu", amp=False, eval_topk=True, plot_images=1)  # fmt: skip
+    s = train(cfg)
+    with open(s["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in ("train_patch_digit", "train_patch_noise", "test_patch_digit", "test_patch_noise",
+                  "train_entropy1", "test_entropy1"):  # fmt: skip
+            assert 0.0 <= float(r[k]) <= 1.0, (k, r[k])
+        assert (model == "ats") == np.isnan(float(r["train_entropy2"]))
+    assert os.path.getsize(s["diagnosis_plot"]) > 1000

@@ -1,0 +1,95 @@
+"""Where do the patches land? Per-epoch diagnosis for Megapixel MNIST (issue 12, item 1).
+
+For every patch a model read: does it overlap a digit's ink, a noise stamp's ink (or neither); and how
+peaked is each stage's attention (entropy over log(cells): 1 = uniform, 0 = one cell). The data set
+knows where its digits and stamps are (``MegapixelMNIST.boxes`` and ``.noise``); the models return
+``patch_offsets``. A digit's ink is taken as the central 20 x 20 of its 28 x 28 box (MNIST digits are
+size-normalised into a 20 x 20 box centred in 28 x 28); a stamp's as its pattern's exact ink bounding box.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DIGIT_CORE = (4, 24)  # rows/cols of the 28 x 28 digit box that hold the ink
+
+
+def _overlap(p: np.ndarray, size: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
+    """p (k, 2) patch corners, boxes (m, 4) (y0, x0, y1, x1) half-open -> (k,) any overlap."""
+    if boxes.shape[0] == 0 or p.shape[0] == 0:
+        return np.zeros(p.shape[0], bool)
+    y, x = p[:, None, 0], p[:, None, 1]
+    hit = (y < boxes[None, :, 2]) & (boxes[None, :, 0] < y + size[0])
+    hit &= (x < boxes[None, :, 3]) & (boxes[None, :, 1] < x + size[1])
+    return hit.any(1)
+
+
+class PatchStats:
+    """Accumulates, over an epoch, the share of patches on digit ink / noise ink and the mean relative
+    attention entropies. ``update(out, indices)`` per batch; ``result(prefix)`` -> dict of floats."""
+
+    def __init__(self, dataset, patch_size: tuple[int, int]):
+        self.digits = dataset.boxes  # (N, 5, 5) y, x, h, w, class
+        self.noise = dataset.noise_boxes()  # (N, n_noise, 4) y0, x0, y1, x1 of the stamps' ink
+        self.size = patch_size
+        self.n = self.digit = self.noise_hits = self.images = 0
+        self.ent1 = self.ent2 = 0.0
+        self.n_ent2 = 0
+
+    @staticmethod
+    def supports(dataset) -> bool:
+        return hasattr(dataset, "boxes") and hasattr(dataset, "noise_boxes")
+
+    def update(self, out: dict, indices) -> None:
+        if "patch_offsets" not in out:
+            return
+        offs = out["patch_offsets"].detach().cpu().numpy()
+        valid = out.get("patch_valid")
+        valid = valid.detach().cpu().numpy() if valid is not None else np.ones(offs.shape[:2], bool)
+        lo, hi = DIGIT_CORE
+        for row, i in enumerate(indices):
+            p = offs[row][valid[row]]
+            d = self.digits[i]
+            dbox = np.stack([d[:, 0] + lo, d[:, 1] + lo, d[:, 0] + hi, d[:, 1] + hi], 1)
+            self.digit += int(_overlap(p, self.size, dbox).sum())
+            self.noise_hits += int(_overlap(p, self.size, self.noise[i]).sum())
+            self.n += p.shape[0]
+        a = out["attention"]
+        self.ent1 += float(out["entropy1"].detach().float().sum()) / math.log(max(2, a[0].numel()))
+        self.images += len(indices)
+        if "entropy2" in out:
+            e2 = out["entropy2"].detach().float()
+            self.ent2 += float(e2.sum()) / math.log(max(2, out["sub_attention"][0, 0].numel()))
+            self.n_ent2 += e2.numel()
+
+    def counts(self) -> list[float]:
+        return [self.n, self.digit, self.noise_hits, self.images, self.ent1, self.ent2, self.n_ent2]
+
+    @staticmethod
+    def result(c: list[float], prefix: str) -> dict:
+        """From ``counts()`` (summed over torchrun processes): fractions and mean relative entropies."""
+        n, digit, noise, images, ent1, ent2, n_ent2 = c
+        nan = float("nan")
+        return {
+            f"{prefix}_patch_digit": digit / n if n else nan,
+            f"{prefix}_patch_noise": noise / n if n else nan,
+            f"{prefix}_entropy1": ent1 / images if images else nan,
+            f"{prefix}_entropy2": ent2 / n_ent2 if n_ent2 else nan,
+        }
+
+
+def batch_indices(batches):
+    """The dataset indices of each batch a DataLoader yields: its batch sampler is deterministic per
+    epoch (ShardedBatchSampler), so a second pass over it gives the same lists. None if unknown."""
+    sampler = getattr(batches, "batch_sampler", None)
+    if sampler is None or not hasattr(sampler, "seed"):
+        return None
+    return iter(sampler)
+
+
+def model_patch_size(model) -> tuple[int, int] | None:
+    m = getattr(model, "module", model)  # DDP wraps the model
+    ps = getattr(m, "patch_size", None)
+    return tuple(ps) if ps is not None else None
