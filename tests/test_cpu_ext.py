@@ -120,19 +120,25 @@ def test_softmax_bitwise_identical_when_rows_are_split(B):
 
 
 def test_cpu_capability_switch(monkeypatch):
-    """The AVX2 build is taken on a CPU with AVX2+FMA, and ZOOMKERN_CPU_CAPABILITY=default forces the
-    generic one (so each_cpu_capability really runs both)."""
+    """The best build is taken (AVX-512 for the ops built for it, on a CPU with F/BW/VL/DQ; else AVX2 with
+    AVX2+FMA); ZOOMKERN_CPU_CAPABILITY=avx2 caps at AVX2 and =default forces the generic build (so
+    each_cpu_capability really runs every build). The builds agree on the softmax."""
     flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    x86 = platform.machine() == "x86_64"
     monkeypatch.delenv("ZOOMKERN_CPU_CAPABILITY", raising=False)
-    auto = OPS.cpu_capability()
-    if platform.machine() == "x86_64" and "avx2" in flags and "fma" in flags:
-        assert auto == "AVX2"
-    monkeypatch.setenv("ZOOMKERN_CPU_CAPABILITY", "default")
-    assert OPS.cpu_capability() == "DEFAULT"
+    caps = {"auto": OPS.cpu_capability()}
+    if x86 and all(f in flags for f in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma")):
+        assert caps["auto"] == "AVX512"
+    elif x86 and "avx2" in flags and "fma" in flags:
+        assert caps["auto"] == "AVX2"
     x = _logits(2, 3001, torch.float32)
-    p_def = OPS.softmax_fwd(x, None, 1.0, 0.0)[0]
-    monkeypatch.delenv("ZOOMKERN_CPU_CAPABILITY")
-    close(OPS.softmax_fwd(x, None, 1.0, 0.0)[0], p_def)
+    probs = {"auto": OPS.softmax_fwd(x, None, 1.0, 0.0)[0]}
+    for env, want in (("avx2", ("AVX2", "DEFAULT")), ("default", ("DEFAULT",))):
+        monkeypatch.setenv("ZOOMKERN_CPU_CAPABILITY", env)
+        assert OPS.cpu_capability() in want
+        probs[env] = OPS.softmax_fwd(x, None, 1.0, 0.0)[0]
+    for env in ("avx2", "default"):
+        close(probs[env], probs["auto"], what=env)
 
 
 def test_bitwise_identical_across_thread_counts():
