@@ -19,6 +19,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import _util  # noqa: E402
 import test_bench_gather  # noqa: E402
+import test_bench_lazy  # noqa: E402
 import test_bench_models  # noqa: E402
 import test_bench_sample  # noqa: E402
 import test_bench_softmax  # noqa: E402
@@ -66,6 +67,10 @@ def main(argv=None) -> None:
         print("\nWhole models, one training step:\n")
         print(test_bench_models.fmt_table(model_res))
         results.append(model_res)
+        lazy_res = test_bench_lazy.measure(args.quick)[1]
+        print("\nLoading a batch plus one training step, collated images against sources:\n")
+        print(test_bench_lazy.fmt_table(lazy_res))
+        results.append(lazy_res)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -5,6 +5,10 @@ Bytes model (every side): each patch pixel is read once from the image and writt
 B * k * C * ph * pw * (in itemsize + out itemsize). GB/s counts both directions; the memcpy ceiling
 moves the same bytes as 16 contiguous runs (ctypes.memmove, one thread: what "copy the bytes" costs).
 Each call uses the next of NSETS offset sets, so repeated rounds do not find the patches hot in cache.
+Every case also notes zoomkern's GB/s as a fraction of the machine's copy rate (``_util.memcpy_gbps``: a
+64 MiB ``copy_``, read + write), its distance to the memory limit. A patch row of the huge image is one
+768-byte run per image row (60 KB apart, each on its own 4 KiB page), so that gather pays a TLB miss per
+row that the contiguous memcpy runs do not.
 """
 
 from __future__ import annotations
@@ -109,17 +113,35 @@ def mnist_norm_case(quick: bool):
     return case, fns, B * k * p * p * (1 + 4), {}
 
 
-def huge_image(side: int) -> torch.Tensor:
+def _advise_huge_pages(t: torch.Tensor) -> bool:
+    """madvise(MADV_HUGEPAGE) over the untouched buffer of ``t`` (what torch's THP_MEM_ALLOC_ENABLE=1 does
+    for every large allocation): 2 MiB pages where the kernel allows them. False where it refuses."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return False
+    huge = 2 << 20
+    start = -(-t.data_ptr() // huge) * huge
+    end = (t.data_ptr() + t.numel() * t.element_size()) // huge * huge
+    if end <= start:
+        return False
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc.madvise(start, end - start, 14) == 0  # 14 = MADV_HUGEPAGE
+
+
+def huge_image(side: int, huge_pages: bool = False) -> torch.Tensor:
     """(1, side, side, 3) uint8 HWC, every page written once (so timings never see first-touch faults);
-    rows differ, so a wrong row would show in the check."""
+    rows differ, so a wrong row would show in the check. ``huge_pages``: 2 MiB pages where the OS allows."""
     image = torch.empty((1, side, side, 3), dtype=torch.uint8)
+    if huge_pages:
+        _advise_huge_pages(image)
     flat = image.view(side, side * 3)
     flat.copy_((torch.arange(side * 3) % 251).to(torch.uint8).expand(side, -1))
     flat[:, ::97] = (torch.arange(side) % 256).to(torch.uint8)[:, None]
     return image
 
 
-def huge_case(image: torch.Tensor):
+def huge_case(image: torch.Tensor, pages: str = ""):
     """16 patches of 256x256x3 from one HWC uint8 image vs memcpy of the same bytes as 16 runs."""
     side = image.shape[1]
     k, p, C = HUGE_K, HUGE_P, 3
@@ -146,24 +168,37 @@ def huge_case(image: torch.Tensor):
         "advanced_indexing": _cycling(advanced_indexing, image, sets, p, p, "HWC"),
     }
     assert torch.equal(gz(image, sets[0], p, p, "HWC"), python_loop(image, sets[0], p, p, "HWC"))
-    case = f"gather 1x{side}x{side}x3 u8 HWC, {k} patches {p}x{p}"
+    case = f"gather 1x{side}x{side}x3 u8 HWC{pages}, {k} patches {p}x{p}"
     return case, fns, 2 * k * run, {"memcpy": ">= 50% of memcpy rate"}
 
 
 def measure(quick: bool, image: torch.Tensor | None = None):
-    """({case: fns}, {case: result}) for the three gather cases."""
+    """({case: fns}, {case: result}) for the gather cases. The huge image is measured twice: on ordinary
+    4 KiB pages (a TLB miss per patch row) and on 2 MiB pages (torch's THP_MEM_ALLOC_ENABLE=1 gives them)."""
+    side = HUGE["quick" if quick else "full"]
     if image is None:
-        image = huge_image(HUGE["quick" if quick else "full"])
+        image = huge_image(side)
     fns_by, res_by = {}, {}
-    for key, (case, fns, nbytes, targets) in (
-        ("mnist", mnist_case(quick)),
-        ("norm", mnist_norm_case(quick)),
-        ("huge", huge_case(image)),
-    ):
+    copy_rate = _util.memcpy_gbps()
+    cases = [
+        ("mnist", lambda: mnist_case(quick)),
+        ("norm", lambda: mnist_norm_case(quick)),
+        ("huge", lambda: huge_case(image)),
+        ("huge_thp", lambda: huge_case(huge_image(side, huge_pages=True), " (2 MiB pages)")),
+    ]
+    for key, made in cases:
+        case, fns, nbytes, targets = made()
         t = _util.medians(fns, rounds=1 if quick else 30, warmup=0 if quick else 2)
         peaks = {f"peak_bytes_{n}": _util.peak_memory(f) for n, f in fns.items()}
         fns_by[key] = fns
-        res_by[key] = _util.result(case, "gather", t, nbytes, targets, **peaks)
+        res = _util.result(case, "gather", t, nbytes, targets, **peaks)
+        res["memcpy_gbps"] = copy_rate
+        res["rate_fraction"] = res["gbps"]["zoomkern"] / copy_rate
+        res["note"] = (
+            f"zoomkern {res['gbps']['zoomkern']:.2f} GB/s = {100 * res['rate_fraction']:.0f}% of the "
+            f"machine's copy rate ({copy_rate:.1f} GB/s)"
+        )
+        res_by[key] = res
     return fns_by, res_by
 
 
@@ -189,5 +224,6 @@ def test_gather_normalise(benchmark, measured, impl):
 
 
 @pytest.mark.parametrize("impl", ["zoomkern", "memcpy", "python_loop", "advanced_indexing"])
-def test_gather_huge_hwc(benchmark, measured, impl):
-    _row(benchmark, measured, "huge", impl)
+@pytest.mark.parametrize("pages", ["huge", "huge_thp"])
+def test_gather_huge_hwc(benchmark, measured, impl, pages):
+    _row(benchmark, measured, pages, impl)

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import zoomkern as zk
 from zoomkern.training import PRESETS, TrainConfig, build_model
 
 MODELS = ("zoomin", "ats", "cnn_lowres", "cnn_full")
@@ -27,10 +28,26 @@ def _batch(cfg: TrainConfig, B: int, device):
     image = ((torch.rand(B, 1, H, W, generator=g) ** 16) * 255).to(torch.uint8)
     low = F.interpolate(image.float(), scale_factor=cfg.scale, mode="area").to(torch.uint8)
     if torch.device(device).type == "cuda":
-        # The images stay in pinned host memory, as the training loader leaves them: the attention
-        # models read only their tiles and patches across PCIe, the CNNs copy whole images each step.
-        image, low = image.pin_memory(), low.pin_memory()
+        # The images stay on the host as zk.io sources, as the training loader hands them out: the
+        # attention models send only their tiles and patches across PCIe (through the pinned staging
+        # buffer), the full-image CNN sends whole images each step. The low views are pinned.
+        image, low = [zk.io.from_array(im) for im in image], low.pin_memory()
     return image, low, torch.arange(B, device=device) % cfg.n_classes
+
+
+def bytes_to_device(fns: dict, low: torch.Tensor, B: int) -> dict:
+    """Bytes each model's step moves host -> device per sample: what crossed the staging buffer (patches,
+    tile views, whole images for cnn_full) plus the low-resolution views (all but cnn_full read them)."""
+    from zoomkern.io.staging import STAGING
+
+    out = {}
+    for n, f in fns.items():
+        before = STAGING.bytes_to_device
+        f()
+        torch.cuda.synchronize()
+        low_bytes = low.numel() * low.element_size() if n != "cnn_full" else 0
+        out[n] = (STAGING.bytes_to_device - before + low_bytes) / B
+    return out
 
 
 def train_step(model, opt, image, low, y):
@@ -59,6 +76,7 @@ def measure(quick: bool, device="cpu"):
         fns[name] = train_step(model, opt, image, low, y)
     t = _util.medians(fns, rounds=1 if quick else 5, warmup=1, device=device)
     peaks = {n: _util.peak_memory(f, device) for n, f in fns.items()}
+    h2d = bytes_to_device(fns, low, B) if torch.device(device).type == "cuda" else None
     case = f"train step {B}x1x{cfg.size[0]}x{cfg.size[1]} u8 ({'demo' if quick else 'paper'} preset)"
     res = dict(
         case=case,
@@ -66,6 +84,7 @@ def measure(quick: bool, device="cpu"):
         batch=B,
         sec_per_sample={n: s / B for n, s in t.items()},
         peak_mib_per_sample={n: (p / B / 2**20 if p is not None else None) for n, p in peaks.items()},
+        h2d_bytes_per_sample=h2d,
     )
     return fns, res
 
@@ -74,14 +93,18 @@ def fmt_table(res: dict) -> str:
     zs, zm = res["sec_per_sample"]["zoomin"], res["peak_mib_per_sample"]["zoomin"]
     lines = [
         f"{res['case']}, {res['device']}:\n",
-        "| model | ms / sample | peak MiB / sample | Zoom-In speed vs it | Zoom-In memory vs it |",
-        "|---|---|---|---|---|",
+        "| model | ms / sample | peak MiB / sample | Zoom-In speed vs it | Zoom-In memory vs it |"
+        + (" host-to-device KiB / sample |" if res.get("h2d_bytes_per_sample") else ""),
+        "|---|---|---|---|---|" + ("---|" if res.get("h2d_bytes_per_sample") else ""),
     ]
     for n in MODELS:
         s, m = res["sec_per_sample"][n], res["peak_mib_per_sample"][n]
         mem = f"{m:.1f}" if m is not None else "n/a"
         mem_ratio = f"{zm / m:.2f}x" if m and zm is not None else "n/a"
-        lines.append(f"| {n} | {1e3 * s:.1f} | {mem} | {s / zs:.2f}x | {mem_ratio} |")
+        row = f"| {n} | {1e3 * s:.1f} | {mem} | {s / zs:.2f}x | {mem_ratio} |"
+        if res.get("h2d_bytes_per_sample"):
+            row += f" {res['h2d_bytes_per_sample'][n] / 1024:.0f} |"
+        lines.append(row)
     return "\n".join(lines)
 
 

@@ -221,6 +221,7 @@ def _border_offsets(B, H, W, ph, pw):
     return torch.tensor(pairs, dtype=torch.int64)[None].expand(B, -1, -1).contiguous()
 
 
+@pytest.mark.usefixtures("each_cpu_capability")
 @pytest.mark.parametrize(
     "dtype", [torch.uint8, torch.uint16, torch.float16, torch.bfloat16, torch.float32, torch.float64]
 )
@@ -235,6 +236,7 @@ def test_gather_matches_reference_over_borders(dtype, layout, ph, pw):
     assert torch.equal(out, ref)
 
 
+@pytest.mark.usefixtures("each_cpu_capability")
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.float32])
 @pytest.mark.parametrize("out_dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["CHW", "HWC"])
@@ -251,6 +253,7 @@ def test_gather_convert_and_normalise(dtype, out_dtype, layout, norm):
     assert torch.equal(out, ref), (out.double() - ref.double()).abs().max()
 
 
+@pytest.mark.usefixtures("each_cpu_capability")
 @pytest.mark.parametrize(
     "src,dst",
     [
@@ -268,6 +271,7 @@ def test_gather_plain_conversion(src, dst):
     )
 
 
+@pytest.mark.usefixtures("each_cpu_capability")
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 def test_gather_non_contiguous_views(dtype):
     big = _image(dtype, B=3, C=4, H=40, W=50)
@@ -285,6 +289,33 @@ def test_gather_non_contiguous_views(dtype):
             assert torch.equal(out, ref), layout
             out = OPS.gather(v, offs, 6, 5, layout, dtype, None, None)
             assert torch.equal(out, R.gather(v, offs, 6, 5, layout, dtype, None, None)), layout
+
+
+@pytest.mark.usefixtures("each_cpu_capability")
+@pytest.mark.parametrize("C", [1, 2, 3, 4])
+@pytest.mark.parametrize(
+    "dtype,out_dtype,norm",
+    [
+        (torch.uint8, torch.uint8, False),
+        (torch.uint8, torch.float32, True),
+        (torch.uint16, torch.float16, True),
+        (torch.float32, torch.float32, False),
+        (torch.float64, torch.bfloat16, True),
+    ],
+)
+def test_gather_interleaved_rows(C, dtype, out_dtype, norm):
+    # Dense HWC rows are de-interleaved in one pass (16-pixel vector steps for 3-channel bytes, 256-pixel
+    # tiles when converting): widths around 16 and past 256, every start alignment, every border.
+    img = _image(dtype, B=2, C=C, H=21, W=331, layout="HWC")
+    mean = torch.tensor([100.5, 3.0, 7.25, -1.0][:C]) if norm else None
+    std = torch.tensor([57.1, 2.0, 0.3, 3.0][:C]) if norm else None
+    for pw in (15, 16, 17, 47, 300):
+        xs = (-pw + 1, -7, 0, 1, 2, 3, 5, 331 - pw, 320)
+        offs = torch.tensor([[y, x] for y in (-3, 0, 18) for x in xs])
+        offs = offs[None].expand(2, -1, -1).contiguous()
+        out = OPS.gather(img, offs, 4, pw, "HWC", out_dtype, mean, std)
+        ref = R.gather(img, offs, 4, pw, "HWC", out_dtype, mean, std)
+        assert torch.equal(out, ref), (pw, (out.double() - ref.double()).abs().max())
 
 
 def test_gather_extreme_offsets_and_empty():

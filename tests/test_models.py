@@ -223,3 +223,19 @@ def test_timm_backbone_as_feature_net():
     assert out["logits"].shape == (3, 10) and m.head.in_features == fnet.out_dim
     F.cross_entropy(out["logits"], y).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in fnet.parameters() if p.dim() > 1)
+
+
+def test_attention_padding_does_not_fire_on_borders():
+    # A constant view has no edges: with replicate padding the map is constant; zero padding invents an
+    # edge at the border (the stage-II maps lined every tile's inner border in the demo, issue 12).
+    from zoomkern.models import AttentionNet
+
+    x = torch.full((1, 1, 12, 12), 0.7)
+    for mode, flat in (("replicate", True), ("zeros", False)):
+        torch.manual_seed(0)
+        net = AttentionNet(1, padding_mode=mode)
+        torch.nn.init.normal_(net.net[-1].weight)  # the last layer starts at zero: give it weights
+        y = net(x)
+        assert bool(torch.allclose(y, y[0, 0, 6, 6], atol=1e-6)) == flat, mode
+    with pytest.raises(ValueError, match="padding_mode"):
+        AttentionNet(1, padding_mode="circularish")

@@ -17,7 +17,8 @@ namespace zoomkern {
 // setup.py defines ZOOMKERN_HAVE_AVX2_BUILD for every source when it compiled the AVX2 objects.
 inline bool cpu_supports_avx2() {
 #if defined(ZOOMKERN_HAVE_AVX2_BUILD) && (defined(__x86_64__) || defined(__i386__))
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                        __builtin_cpu_supports("f16c");  // setup.py builds AVX2 with -mf16c
   return ok;
 #else
   return false;

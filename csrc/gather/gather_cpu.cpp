@@ -1,81 +1,23 @@
 // Patch gather: (B, C, H, W) or (B, H, W, C) image with ARBITRARY strides -> (B, k, C, ph, pw) patches.
 //
-// One task per output row (b, patch, row); every task covers all channels and writes its own disjoint
-// output, so results never depend on the thread count. Only the patch pixels are read (a huge,
-// non-contiguous or memory-mapped image is never copied). Pixels outside the image are 0 before
-// normalisation. Conversion and normalisation follow the reference op by op: value.to(out), then
-// - mean.to(out), then / std.to(out), each rounded to out_t (so half/bfloat16 match bit for bit).
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
+// Argument checks and the registration; the kernel is gather_cpu_vec.cpp, built per CPU capability.
+// Each task writes its own disjoint output rows, so results never depend on the thread count. Only the
+// patch pixels are read (a huge, non-contiguous or memory-mapped image is never copied). Pixels outside
+// the image are 0 before normalisation. Conversion and normalisation follow the reference op by op:
+// value.to(out), then - mean.to(out), then / std.to(out), each rounded to out_t (bit for bit).
 #include <ATen/ops/empty.h>
-#include <c10/util/TypeCast.h>
 
-#include <algorithm>
-#include <cstring>
 #include <string>
-#include <type_traits>
-#include <vector>
 
+#include "../common/cpu_capability.h"
 #include "../common/dispatch.h"
 #include "../common/ops.h"
+#include "gather_cpu_vec.h"
+
+ZOOMKERN_CPU_VARIANTS(void, gather_cpu_kernel, (const GatherArgs& a))
 
 namespace zoomkern {
 namespace {
-
-struct Geometry {
-  int64_t B, C, H, W, k, ph, pw;
-  int64_t sb, sc, sh, sw;  // image strides (elements) in logical (B, C, H, W) order
-};
-
-template <typename out_t>
-inline out_t normalise(out_t v, const out_t* mean, const out_t* std_, int64_t c) {
-  using opmath_t = at::opmath_type<out_t>;
-  if (mean) v = static_cast<out_t>(static_cast<opmath_t>(v) - static_cast<opmath_t>(mean[c]));
-  if (std_) v = static_cast<out_t>(static_cast<opmath_t>(v) / static_cast<opmath_t>(std_[c]));
-  return v;
-}
-
-template <typename in_t, typename out_t>
-void gather_kernel(const in_t* img, const int64_t* offs, out_t* out, const Geometry& g, const out_t* mean,
-                   const out_t* std_) {
-  const bool norm = mean || std_;
-  std::vector<out_t> fill(g.C, out_t(0));
-  for (int64_t c = 0; c < g.C; ++c) fill[c] = normalise<out_t>(out_t(0), mean, std_, c);
-  // memcpy rows when nothing is converted and the row is contiguous in the image (CHW with stride-1 W).
-  const bool raw_copy = std::is_same<in_t, out_t>::value && !norm && g.sw == 1;
-  const int64_t rows = g.B * g.k * g.ph;
-  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, g.C * g.pw));
-  at::parallel_for(0, rows, grain, [&](int64_t w0, int64_t w1) {
-    for (int64_t w = w0; w < w1; ++w) {
-      const int64_t r = w % g.ph;
-      const int64_t bi = w / g.ph;  // b * k + i
-      const int64_t b = bi / g.k;
-      // Clamping keeps which rows/columns are inside unchanged and rules out int64 overflow below.
-      const int64_t oy = std::min(std::max(offs[bi * 2 + 0], -g.ph), g.H);
-      const int64_t ox = std::min(std::max(offs[bi * 2 + 1], -g.pw), g.W);
-      const int64_t y = oy + r;
-      const bool row_in = y >= 0 && y < g.H;
-      // Columns t in [t0, t1) of the patch fall inside the image.
-      const int64_t t0 = row_in ? std::min(g.pw, std::max<int64_t>(0, -ox)) : g.pw;
-      const int64_t t1 = row_in ? std::max(t0, std::min(g.pw, g.W - ox)) : g.pw;
-      for (int64_t c = 0; c < g.C; ++c) {
-        out_t* dst = out + ((bi * g.C + c) * g.ph + r) * g.pw;
-        for (int64_t t = 0; t < t0; ++t) dst[t] = fill[c];
-        for (int64_t t = t1; t < g.pw; ++t) dst[t] = fill[c];
-        if (t1 <= t0) continue;
-        const in_t* src = img + b * g.sb + c * g.sc + y * g.sh + (ox + t0) * g.sw;
-        if (raw_copy) {
-          std::memcpy(dst + t0, src, sizeof(out_t) * (t1 - t0));
-        } else if (!norm) {
-          for (int64_t t = t0; t < t1; ++t) dst[t] = c10::convert<out_t>(src[(t - t0) * g.sw]);
-        } else {
-          for (int64_t t = t0; t < t1; ++t)
-            dst[t] = normalise<out_t>(c10::convert<out_t>(src[(t - t0) * g.sw]), mean, std_, c);
-        }
-      }
-    }
-  });
-}
 
 at::Tensor check_stat(const std::optional<at::Tensor>& t, const char* name, int64_t C) {
   if (!t.has_value()) return at::Tensor();
@@ -102,7 +44,7 @@ at::Tensor gather_cpu(const at::Tensor& image, const at::Tensor& offsets_in, int
               "gather: offsets must have shape (B, k, 2) with B = ", image.size(0), ", got ", offsets_in.sizes());
   TORCH_CHECK(ph > 0 && pw > 0, "gather: patch size must be positive, got (", ph, ", ", pw, ")");
   const bool hwc = layout == "HWC";
-  Geometry g;
+  GatherArgs g;
   g.B = image.size(0);
   g.C = image.size(hwc ? 3 : 1);
   g.H = image.size(hwc ? 1 : 2);
@@ -119,24 +61,19 @@ at::Tensor gather_cpu(const at::Tensor& image, const at::Tensor& offsets_in, int
   const bool norm = mean_c.defined() || std_c.defined();
   TORCH_CHECK(!norm || at::isFloatingType(out_dtype), "gather: normalising (mean/std) needs a floating ",
               "out_dtype, got ", out_dtype);
+  dispatch_pixel_type(image.scalar_type(), "image", [](auto) {});  // refuse other types, even when empty
+  dispatch_pixel_type(out_dtype, "out_dtype", [](auto) {});
   const at::Tensor offsets = offsets_in.contiguous();
   at::Tensor out = at::empty({g.B, g.k, g.C, ph, pw}, image.options().dtype(out_dtype));
   if (out.numel() == 0) return out;
-  dispatch_pixel_type(image.scalar_type(), "image", [&](auto in_tag) {
-    using in_t = typename decltype(in_tag)::type;
-    dispatch_pixel_type(out_dtype, "out_dtype", [&](auto out_tag) {
-      using out_t = typename decltype(out_tag)::type;
-      // mean/std rounded to out_t first, as the reference's mean.to(out_dtype) does.
-      std::vector<out_t> mean_o, std_o;
-      if (mean_c.defined())
-        for (int64_t c = 0; c < g.C; ++c) mean_o.push_back(c10::convert<out_t>(mean_c.data_ptr<float>()[c]));
-      if (std_c.defined())
-        for (int64_t c = 0; c < g.C; ++c) std_o.push_back(c10::convert<out_t>(std_c.data_ptr<float>()[c]));
-      gather_kernel<in_t, out_t>(static_cast<const in_t*>(image.const_data_ptr()), offsets.data_ptr<int64_t>(),
-                                 static_cast<out_t*>(out.data_ptr()), g, mean_o.empty() ? nullptr : mean_o.data(),
-                                 std_o.empty() ? nullptr : std_o.data());
-    });
-  });
+  g.img = image.const_data_ptr();
+  g.offs = offsets.const_data_ptr<int64_t>();
+  g.out = out.data_ptr();
+  g.mean = mean_c.defined() ? mean_c.const_data_ptr<float>() : nullptr;
+  g.std_ = std_c.defined() ? std_c.const_data_ptr<float>() : nullptr;
+  g.in_type = image.scalar_type();
+  g.out_type = out_dtype;
+  ZOOMKERN_CPU_CALL(gather_cpu_kernel, g);
   return out;
 }
 

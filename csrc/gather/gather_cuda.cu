@@ -1,8 +1,11 @@
 // CUDA gather: reads only the patch bytes, from a CUDA image or straight from a PINNED HOST image
-// through unified virtual addressing (no staging copy of the image). One warp per output patch row.
+// through unified virtual addressing (no staging copy of the image). One warp per output row: a channel
+// row of a patch, or for HWC images with dense pixels a whole patch row staged through shared memory with
+// 16-byte loads (gather_body.h).
 // Registered as the CUDA kernel of zoomkern_C::gather: the dispatcher picks it whenever the offsets
 // are on a CUDA device, even when the image is a pinned CPU tensor.
 #include <ATen/ATen.h>
+#include <ATen/core/CachingHostAllocator.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -24,6 +27,35 @@ __global__ void gather_patches_kernel(GatherParams<in_t, out_t> p, int64_t rows)
   const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
   const int64_t n_warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
   for (int64_t row = warp; row < rows; row += n_warps) gather_patch_row(p, row, lane, 32);
+}
+
+// A pinned image from PyTorch's caching host allocator goes back to its pool when the tensor dies; without
+// an event on the stream, the block could be handed out (and overwritten) while this kernel still reads
+// it. record_event makes the allocator wait for the stream's work first, as a non_blocking copy does.
+// (Pinned memory from elsewhere, e.g. cudaHostRegister, is not the allocator's: it returns false.)
+void record_host_use(const at::Tensor& image, const at::cuda::CUDAStream& stream) {
+  const c10::DataPtr& dp = image.storage().data_ptr();
+  at::getHostAllocator(at::kCUDA)->record_event(dp.get(), dp.get_context(), stream.unwrap());
+}
+
+template <typename in_t, typename out_t>
+__global__ void gather_staged_kernel(GatherParams<in_t, out_t> p, int64_t rows) {
+  __shared__ __align__(16) unsigned char smem[kWarpsPerBlock][kStageBytes + 16];
+  const int lane = threadIdx.x & 31;
+  unsigned char* buf = smem[threadIdx.x >> 5];
+  const int64_t warp = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) >> 5;
+  const int64_t n_warps = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
+  const int64_t ppt = staged_px_per_tile(p);
+  const int64_t tiles = (p.pw + ppt - 1) / ppt;
+  for (int64_t row = warp; row < rows; row += n_warps) {  // the same trip count for every lane of a warp
+    const StagedRow g = staged_row(p, row);
+    for (int64_t tile = 0; tile < tiles; ++tile) {
+      staged_load(p, g, tile, lane, 32, buf);
+      __syncwarp();
+      staged_store(p, g, tile, lane, 32, buf);
+      __syncwarp();
+    }
+  }
 }
 
 at::Tensor gather_cuda(const at::Tensor& image, const at::Tensor& offsets_in, int64_t ph, int64_t pw,
@@ -70,11 +102,17 @@ at::Tensor gather_cuda(const at::Tensor& image, const at::Tensor& offsets_in, in
       p.sc = image.stride(hwc ? 3 : 1);
       p.sh = image.stride(hwc ? 1 : 2);
       p.sw = image.stride(hwc ? 2 : 3);
-      const int64_t rows = p.B * p.k * C * ph;
+      const bool staged = use_staging(p);
+      const int64_t rows = p.B * p.k * (staged ? 1 : C) * ph;
       const int64_t blocks = std::min<int64_t>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock, 1 << 20);
-      gather_patches_kernel<in_t, out_t><<<blocks, 32 * kWarpsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(
-          p, rows);
+      const at::cuda::CUDAStream stream = at::cuda::getCurrentCUDAStream();
+      if (staged) {
+        gather_staged_kernel<in_t, out_t><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(p, rows);
+      } else {
+        gather_patches_kernel<in_t, out_t><<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(p, rows);
+      }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (!image.is_cuda()) record_host_use(image, stream);
     });
   });
   return out;

@@ -348,8 +348,18 @@ class MegapixelMNIST(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
+        return self.get(i)
+
+    def get(self, i: int, *, lazy: bool = False):
+        """Item i. ``lazy=True``: the image is a zk.io source over row i of the memmap (no pixel is read
+        until a patch is; it pickles as the file path and the row), the training loader's choice."""
         if self._arrays is None or self._pid != os.getpid():
             self._open()
-        img = torch.from_numpy(np.array(self._arrays["images"][i]))[None]
         low = torch.from_numpy(np.array(self._arrays["lowres"][i]))[None]
+        if lazy:
+            from ..io import NpySource
+
+            img = NpySource(self.dir / "images.npy", index=int(i), array=self._arrays["images"])
+        else:
+            img = torch.from_numpy(np.array(self._arrays["images"][i]))[None]
         return img, low, int(self.labels[i])

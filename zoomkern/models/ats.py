@@ -54,7 +54,7 @@ class ATS(nn.Module):
 
     def forward(self, image, lowres=None, labels=None, mask=None):
         base.check_image(image, self.patch_size, "patch size")
-        B, C, H, W = image.shape
+        B, C, H, W = base.image_shape(image)
         dev = next(self.parameters()).device
         det = self.eval_topk and not self.training
         k = self.n_patches if self.training else self.n_patches_eval

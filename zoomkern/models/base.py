@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,20 +29,67 @@ def apply_options(module: nn.Module, options) -> None:
     module.patch_size = pair(options.patch_size)
 
 
-def check_image(image: torch.Tensor, min_size: tuple[int, int], what: str) -> None:
-    if not isinstance(image, torch.Tensor) or image.dim() != 4:
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"image must be a (B, C, H, W) tensor, got {shape}")
-    H, W = image.shape[-2:]
-    if H < min_size[0] or W < min_size[1]:
-        raise ValueError(f"image of size {H}x{W} is smaller than the {what} {min_size[0]}x{min_size[1]}")
+# A batch of images is a (B, C, H, W) tensor or a list of B zk.io sources (files, memmaps, arrays read
+# patch by patch). The helpers below are the only places the models tell the two apart.
 
 
-def pixel_scale(image: torch.Tensor) -> float | None:
+def sources(image):
+    """The list of zk.io sources when ``image`` is one (or a list of them), else None."""
+    if isinstance(image, torch.Tensor):
+        return None
+    from ..io import sources as _sources
+
+    return _sources(image)
+
+
+def check_image(image, min_size: tuple[int, int], what: str) -> None:
+    srcs = sources(image)
+    if srcs is None:
+        if not isinstance(image, torch.Tensor) or image.dim() != 4:
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"image must be a (B, C, H, W) tensor or a list of zk.io sources, got {shape}")
+        H, W = image.shape[-2:]
+        if H < min_size[0] or W < min_size[1]:
+            raise ValueError(f"image of size {H}x{W} is smaller than the {what} {min_size[0]}x{min_size[1]}")
+        return
+    for s in srcs:
+        H, W = s.shape[1:]
+        if H < min_size[0] or W < min_size[1]:
+            raise ValueError(
+                f"{s.name}: image of size {H}x{W} is smaller than the {what} {min_size[0]}x{min_size[1]}"
+            )
+    first = srcs[0]
+    for s in srcs[1:]:
+        if s.shape != first.shape or s.dtype != first.dtype:
+            raise ValueError(
+                f"images in one batch must share shape and dtype: {first.name} is {first.shape} "
+                f"{first.dtype}, {s.name} is {s.shape} {s.dtype}"
+            )
+
+
+def image_shape(image) -> tuple[int, int, int, int]:
+    """(B, C, H, W) of a tensor or a list of sources (which check_image made sure agree)."""
+    srcs = sources(image)
+    if srcs is None:
+        return tuple(image.shape)
+    return (len(srcs), *srcs[0].shape)
+
+
+def select(image, idx: torch.Tensor):
+    """The images at ``idx`` (a 1-D index tensor) of a batch."""
+    srcs = sources(image)
+    if srcs is None:
+        return image[idx.to(image.device)]
+    return [srcs[i] for i in idx.tolist()]
+
+
+def pixel_scale(image) -> float | None:
     """Integer images are mapped to [0, 1]; float images are taken as already normalised."""
-    if image.dtype == torch.uint8:
+    srcs = sources(image)
+    dtype = srcs[0].dtype if srcs is not None else image.dtype
+    if dtype == torch.uint8:
         return 255.0
-    if image.dtype == torch.uint16:
+    if dtype == torch.uint16:
         return 65535.0
     return None
 
@@ -52,18 +100,20 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x / s if s else x
 
 
-def low_view(image: torch.Tensor, lowres: torch.Tensor | None, scale: float, device) -> torch.Tensor:
+def low_view(image, lowres: torch.Tensor | None, scale: float, device) -> torch.Tensor:
     """The low-resolution view (B, C, h, w) float in [0, 1] on ``device``: the given one, or the image
-    area-downscaled by ``scale`` (which reads the whole image: pass ``lowres`` for huge ones)."""
+    area-downscaled by ``scale``. A tensor image is read whole for that (pass ``lowres`` for huge ones);
+    a source reads it from its nearest pyramid level (``Source.lowres``)."""
+    B, C, H, W = image_shape(image)
     if lowres is not None:
-        if lowres.dim() != 4 or lowres.shape[:2] != image.shape[:2]:
-            raise ValueError(
-                f"lowres must be (B, C, h, w) matching image {tuple(image.shape[:2])}, "
-                f"got {tuple(lowres.shape)}"
-            )
+        if lowres.dim() != 4 or tuple(lowres.shape[:2]) != (B, C):
+            got = tuple(lowres.shape)
+            raise ValueError(f"lowres must be (B, C, h, w) matching image {(B, C)}, got {got}")
         return to_float(lowres.to(device))
-    H, W = image.shape[-2:]
     size = (max(1, round(H * scale)), max(1, round(W * scale)))
+    srcs = sources(image)
+    if srcs is not None:
+        return to_float(torch.stack([s.lowres(size) for s in srcs]).to(device))
     return F.interpolate(to_float(image), size=size, mode="area").to(device)
 
 
@@ -180,22 +230,60 @@ def feature_dim(net: nn.Module, default: int | None) -> int:
     return int(d)
 
 
-def gather(image: torch.Tensor, offsets: torch.Tensor, size: tuple[int, int], device) -> torch.Tensor:
+def gather(image, offsets: torch.Tensor, size: tuple[int, int], device, level: int = 0) -> torch.Tensor:
     """Patches (B, k, C, ph, pw) float32 on ``device``, integer images scaled to [0, 1] in the same pass.
-    The image may stay on the host (pinned): only the patch bytes travel to ``device``."""
+    The image may stay on the host (pinned, or in its files): only the patch bytes travel to ``device``."""
     s = pixel_scale(image)
-    std = [s] * image.shape[1] if s else None
-    offsets = offsets.to(image.device)
-    return zk.gather_patches(image, offsets, size, dtype=torch.float32, std=std, device=device)
+    std = [s] * image_shape(image)[1] if s else None
+    if sources(image) is None:
+        offsets = offsets.to(image.device)
+    kw = dict(level=level) if level else {}
+    return zk.gather_patches(image, offsets, size, dtype=torch.float32, std=std, device=device, **kw)
+
+
+def tile_views(image, offsets: torch.Tensor, tile: tuple[int, int], pool: int, device) -> torch.Tensor:
+    """Views (B*N, C, th // pool, tw // pool) float of the tiles at level-0 ``offsets`` (B, N, 2), each
+    area-pooled by ``pool``. A tensor (or a one-level source) reads the tiles at full resolution and
+    pools them; a pyramid source reads them from its coarsest level not coarser than ``pool`` (1/pool^2
+    of the bytes when a level matches) and area-resamples what is left."""
+    srcs = sources(image)
+    view = (tile[0] // pool, tile[1] // pool)
+    levels = [_level_at_most(s, pool) for s in srcs] if srcs is not None else None
+    if levels is None or not any(levels):
+        tiles = gather(image, offsets, tile, device).flatten(0, 1)
+        return F.avg_pool2d(tiles, pool) if pool > 1 else tiles
+    out = []
+    for s, lv, off in zip(srcs, levels, offsets.detach().cpu(), strict=True):
+        (H0, W0), (H, W) = s.levels[0], s.levels[lv]
+        fy, fx = H0 / H, W0 / W
+        lo = torch.stack([torch.div(off[:, 0], fy, rounding_mode="floor"),
+                          torch.div(off[:, 1], fx, rounding_mode="floor")], -1).long()  # fmt: skip
+        size = (max(1, math.ceil(tile[0] / fy)), max(1, math.ceil(tile[1] / fx)))
+        t = gather(s, lo[None], size, device, level=lv)[0]  # (N, C, h, w)
+        out.append(F.interpolate(t, size=view, mode="area") if tuple(t.shape[-2:]) != view else t)
+    return torch.cat(out)
+
+
+def _level_at_most(src, pool: int) -> int:
+    """The coarsest level of ``src`` whose downsample is at most ``pool`` (0 when only level 0 is)."""
+    best = 0
+    for lv in range(1, len(src.levels)):
+        if src.downsample(lv) <= pool * (1 + 1e-3):
+            best = lv if src.downsample(lv) > src.downsample(best) else best
+    return best
+
+
+def full_image(image, device) -> torch.Tensor:
+    """The whole batch (B, C, H, W) as float on ``device`` (integers scaled to [0, 1]): for the CNN that
+    looks at every pixel. From sources this reads every pixel, as that model must."""
+    srcs = sources(image)
+    if srcs is None:
+        return to_float(image.to(device))
+    B, C, H, W = image_shape(image)
+    zero = torch.zeros((B, 1, 2), dtype=torch.int64)
+    return gather(srcs, zero, (H, W), device)[:, 0]
 
 
 def entropy_loss(weight: float, entropy: torch.Tensor) -> torch.Tensor:
     # ATS sign: loss += weight * sum p log p = -weight * H, so a positive weight raises the entropy.
     return -weight * entropy.float().mean()
-
-
-def select(image, rows: torch.Tensor):
-    """The images at ``rows`` (a subset of the batch)."""
-    if isinstance(image, torch.Tensor):
-        return image[rows.to(image.device)]
-    return [image[i] for i in rows.tolist()]

@@ -50,5 +50,5 @@ class CNNFull(nn.Module):
     def forward(self, image, lowres=None, labels=None):
         base.check_image(image, (1, 1), "minimum size")
         dev = next(self.parameters()).device
-        logits = self.net(base.to_float(image.to(dev)))
+        logits = self.net(base.full_image(image, dev))
         return dict(logits=logits, aux_loss=logits.new_zeros(()))

@@ -15,16 +15,21 @@ class AttentionNet(nn.Module):
 
     The last layer starts at zero so that, at initialisation, the attention equals the prior
     (or is uniform without one): the first draws are steered by the prior, not by random weights.
+    ``padding_mode="replicate"``: a tile's border is not a zero edge the filters can learn to fire on
+    (with zero padding the stage-II maps lined every tile's inner border, issue 12).
     """
 
-    def __init__(self, in_channels: int = 1, width: int = 8, depth: int = 3):
+    def __init__(self, in_channels: int = 1, width: int = 8, depth: int = 3, padding_mode: str = "zeros"):
         super().__init__()
+        if padding_mode not in ("zeros", "replicate", "reflect"):
+            raise ValueError(f"padding_mode must be 'zeros', 'replicate' or 'reflect', got {padding_mode!r}")
         layers: list[nn.Module] = []
         c = in_channels
+        pm = padding_mode
         for _ in range(depth - 1):
-            layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c, width, 3, padding=1, padding_mode=pm), nn.ReLU(inplace=True)]
             c = width
-        last = nn.Conv2d(c, 1, 3, padding=1)
+        last = nn.Conv2d(c, 1, 3, padding=1, padding_mode=pm)
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         layers.append(last)

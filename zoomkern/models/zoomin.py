@@ -29,10 +29,11 @@ from .options import ZoomInOptions
 class ZoomIn(nn.Module):
     """Two-stage attention-sampling classifier.
 
-    forward(image (B, C, H, W) uint8/uint16/float, on CPU or the model's device; lowres (B, C, h, w) or
-    None; labels (B,) only for the contrastive term; mask (B, h, w) bool or None: where stage I may look
-    (tissue, not padding), at any resolution, pooled to the tile grid: a tile is allowed when any of its
-    mask pixels is True) -> dict with ``logits`` (B, n_classes),
+    forward(image (B, C, H, W) uint8/uint16/float on CPU or the model's device, or a list of B zk.io
+    sources of one size (read patch by patch; stage II reads tile views from the pyramid level nearest
+    ``s2``); lowres (B, C, h, w) or None; labels (B,) only for the contrastive term; mask (B, h, w) bool
+    or None: where stage I may look (tissue, not padding), at any resolution, pooled to the tile grid: a
+    tile is allowed when any of its mask pixels is True) -> dict with ``logits`` (B, n_classes),
     ``aux_loss`` (scalar: entropy and contrastive terms, add it to the task loss) and what was drawn:
     ``attention`` (B, gh, gw) stage-I map, ``tile_indices``/``tile_offsets`` (B, N)/(B, N, 2),
     ``tile_counts`` (B, N) how often each draw's tile was drawn, ``sub_attention`` (B, N, sh, sw),
@@ -119,7 +120,7 @@ class ZoomIn(nn.Module):
     def stage1(self, image, lowres, mask=None):
         dev = next(self.parameters()).device
         low = base.low_view(image, lowres, self.s1, dev)
-        grid = self.tile_grid(*image.shape[-2:])
+        grid = self.tile_grid(*base.image_shape(image)[-2:])
         if mask is not None:
             mask = base.grid_mask(mask, grid, dev)
         a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid, mask)
@@ -139,7 +140,7 @@ class ZoomIn(nn.Module):
         of a tile drawn twice uses 2 n_sub distinct cells instead of two independent n_sub-draws that may
         repeat cells (lower variance), and duplicate draws no longer cost a tile read and an attention pass.
         """
-        B, C, H, W = image.shape
+        B, C, H, W = base.image_shape(image)
         dev = a.device
         T, P, S = self.tile_size, self.patch_size, self.sub_grid
         n_cells = S[0] * S[1]
@@ -171,9 +172,10 @@ class ZoomIn(nn.Module):
         M = int(n_groups.sum())
 
         t_off_all = self.tile_offsets(uniq, grid, H, W).to(dev)  # (B, U, 2)
-        tiles = base.gather(image, t_off_all, T, dev)[valid.to(dev)]  # (M, C, T, T)
+        # (B*U, C, T/pool2, T/pool2): pooled full-res tiles, or from a pyramid source the level nearest s2
+        views = base.tile_views(image, t_off_all, T, self.pool2, dev)
+        view = views.reshape(B, U, *views.shape[1:])[valid.to(dev)]  # (M, C, T/pool2, T/pool2)
         t_off = t_off_all[valid.to(dev)]  # (M, 2)
-        view = F.avg_pool2d(tiles, self.pool2) if self.pool2 > 1 else tiles
         b, ent2 = self._softmax(base.pool_logits(self.attention2(view), S), view, S)
         count_u = counts[valid].to(dev)  # (M,)
         k_u = (count_u * n_sub).clamp_max(n_cells)  # sub-cells drawn per distinct tile

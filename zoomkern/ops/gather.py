@@ -81,14 +81,20 @@ _gather_patches.register_autograd(_backward, setup_context=_setup_context)
 def _channel_vector(name, v, C, device):
     if v is None:
         return None
-    t = torch.as_tensor(v, dtype=torch.float32).to(device).flatten()
+    t = torch.as_tensor(v, dtype=torch.float32).flatten()
     if t.numel() == 1:
         t = t.expand(C).contiguous()
     if t.numel() != C:
         raise ValueError(f"{name} must have 1 or C={C} values, got {t.numel()}")
-    if name == "std" and bool((t == 0).any()):
-        raise ValueError("std must be non-zero")
-    return t
+    if name == "std":
+        if t.device.type == "cpu":
+            if bool((t == 0).any()):
+                raise ValueError("std must be non-zero")
+        else:
+            # Reading a device tensor's values back would sync with the host (and break CUDA-graph
+            # capture); the check runs on the device and fails the stream instead.
+            torch._assert_async((t != 0).all(), "std must be non-zero")
+    return t.to(device, non_blocking=True)
 
 
 def _zero_copy(image: Tensor, target: torch.device) -> bool:
@@ -118,38 +124,49 @@ def _sources(image):
     return sources(image)
 
 
-def _gather_sources(srcs, offsets, size, device, dtype, mean, std):
+def _gather_sources(srcs, offsets, size, device, dtype, mean, std, level):
     """Read the patches from the sources (through a pinned buffer to CUDA), then convert and normalise
-    them on the target with the same kernel as the tensor path (an identity gather), so both paths give
-    the same numbers."""
+    them on the target with the kernels' arithmetic (to ``out``, minus mean, divided by std, each step
+    rounded to ``out``), so both paths give the same numbers."""
     from ..io.staging import read_batch
 
-    raw = read_batch(srcs, offsets, size, device)  # (B, k, C, ph, pw) in the sources' dtype
-    if dtype is None and mean is None and std is None:
-        return raw
-    B, k, C, ph, pw = raw.shape
-    flat = raw.reshape(B * k, C, ph, pw)
-    if B * k == 0:
-        out_dtype = reference.resolve_out_dtype(raw.dtype, dtype, mean, std)
-        return raw.to(out_dtype)
-    zero = torch.zeros((B * k, 1, 2), dtype=torch.int64, device=flat.device)
-    out = gather_patches(flat, zero, (ph, pw), dtype=dtype, mean=mean, std=std)
-    return out.reshape(B, k, C, ph, pw)
+    raw = read_batch(srcs, offsets, size, device, level=level)  # (B, k, C, ph, pw) in the sources' dtype
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
+    out_dtype = reference.resolve_out_dtype(raw.dtype, dtype, mean, std)
+    if (mean is not None or std is not None) and not out_dtype.is_floating_point:
+        raise ValueError(f"normalising with mean/std needs a floating dtype, got dtype={out_dtype}")
+    if out_dtype not in IMAGE_DTYPES:
+        raise TypeError(f"dtype {out_dtype} is not supported; use one of {IMAGE_DTYPES}")
+    C = raw.shape[2]
+    mean_t = _channel_vector("mean", mean, C, raw.device)
+    std_t = _channel_vector("std", std, C, raw.device)
+    out = raw.to(out_dtype)
+    if mean_t is not None:
+        out = out.sub_(mean_t.to(out_dtype).view(C, 1, 1))
+    if std_t is not None:
+        out = out.div_(std_t.to(out_dtype).view(C, 1, 1))
+    return out
 
 
-def gather_patches(image, offsets, size, *, layout="CHW", device=None, dtype=None, mean=None, std=None):
+def gather_patches(
+    image, offsets, size, *, layout="CHW", device=None, dtype=None, mean=None, std=None, level=0
+):
     """Cut patches of ``size`` (ph, pw) at ``offsets`` (B, k, 2) int64 top-left (y, x).
 
     image (B, C, H, W) (or (B, H, W, C) with ``layout="HWC"``), uint8/uint16/float, a tensor on CPU
     (pinned or not) or CUDA, or a numpy array/memmap; or a zk.io.Source or a list of B sources (then
-    ``layout`` does not apply, offsets may be on any device, and the patches are read from the sources).
+    ``layout`` does not apply, offsets may be on any device, and the patches are read from the sources,
+    at pyramid ``level`` in that level's pixels).
     Returns (B, k, C, ph, pw) on ``device`` (default: the image's; CPU for sources), in ``dtype``
     (default: the image's; float32 when normalising integers). Pixels outside the image are 0 before
     normalisation. Differentiable in a floating-point image tensor.
     """
     srcs = _sources(image)
     if srcs is not None:
-        return _gather_sources(srcs, offsets, size, device, dtype, mean, std)
+        return _gather_sources(srcs, offsets, size, device, dtype, mean, std, level)
+    if level != 0:
+        raise ValueError(f"level={level!r}: a tensor image has only level 0 (levels need zk.io sources)")
     if isinstance(image, np.ndarray):
         image = _from_numpy(image)
     _checks.tensor("image", image, dtypes=IMAGE_DTYPES, dim=4)

@@ -51,6 +51,8 @@ class TrainConfig:
     contrastive: bool = False
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
+    # Padding of the attention nets' convolutions: "zeros" or "replicate" (no response at tile borders).
+    attention_padding: str = "zeros"
     feature_widths: tuple[int, ...] = (16, 32, 64)
     feature_norm: str = "group"
     # A timm model name (e.g. "resnet10t") for the feature network instead of the small built-in one.
@@ -248,10 +250,16 @@ def build_model(cfg: TrainConfig):
             n_sub_eval=cfg.n_sub_eval,
             contrastive=cfg.contrastive,
         )
-        return models.ZoomIn(cfg.n_classes, c, options=opts, feature_net=fnet)
+        # attention1 then attention2 then the head: the order ZoomIn itself builds them in (same weights)
+        att1 = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        att2 = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        return models.ZoomIn(
+            cfg.n_classes, c, options=opts, feature_net=fnet, attention1=att1, attention2=att2
+        )
     if cfg.model == "ats":
         opts = models.ATSOptions(**shared, n_patches=cfg.n_patches)
-        return models.ATS(cfg.n_classes, c, options=opts, feature_net=fnet)
+        att = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        return models.ATS(cfg.n_classes, c, options=opts, feature_net=fnet, attention=att)
     if cfg.model == "cnn_lowres":
         return models.CNNLowRes(cfg.n_classes, c, s1=cfg.scale)
     if cfg.model == "cnn_full":

@@ -7,6 +7,7 @@ import sys
 
 import torch
 
+from .batches import LazyImages, collate
 from .config import TrainConfig
 from .distributed import ShardedBatchSampler, World, barrier
 
@@ -97,11 +98,12 @@ def loader(ds, cfg: TrainConfig, train: bool, epoch: int, device, world: World =
         len(ds), cfg.batch_size, world, shuffle=train, seed=cfg.seed * 100003 + epoch, drop_short=train
     )
     # A generator of its own: without one the DataLoader draws its worker seed from the global RNG,
-    # the stream the attention sampling uses.
+    # the stream the attention sampling uses. Images come as sources: the model reads only its patches.
     return torch.utils.data.DataLoader(
-        ds,
+        LazyImages(ds),
         batch_sampler=sampler,
         num_workers=0,
+        collate_fn=collate,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
     )

@@ -78,8 +78,9 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
     bar = tqdm(batches, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, disable=not world.main)
     with torch.set_grad_enabled(train):
         for step, (image, low, y) in enumerate(bar):
-            if device.type == "cuda":
-                image, low = image.to(device, non_blocking=True), low.to(device, non_blocking=True)
+            # Only the low views cross here: the images stay in host memory or their files (sources),
+            # and the model moves just the patches it reads (pinned staging, or zero-copy from pinned).
+            low = low.to(device, non_blocking=True)
             y = y.to(device)
             b = y.shape[0]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):

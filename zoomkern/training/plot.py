@@ -16,22 +16,19 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    from ..training.batches import collate
+
     n = min(n_images, len(dataset))
-    items = [dataset[i] for i in range(n)]
-    image = torch.stack([torch.as_tensor(it[0]) for it in items])
-    low = torch.stack([torch.as_tensor(it[1]) for it in items])
-    labels = [int(it[2]) for it in items]
+    image, low, labels = collate([dataset[i] for i in range(n)])
+    labels = labels.tolist()
     model.eval()
     with torch.no_grad():
-        out = model(image.to(device), low.to(device))
+        out = model(image, low.to(device))  # the image stays on the host: the model reads its patches
     pred = out["logits"].argmax(1).cpu().tolist()
-    H, W = image.shape[-2:]
+    H, W = image[0].shape[-2:]
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        if image.shape[1] == 3 and image.dtype == torch.uint8:  # RGB data sets (colon, traffic signs)
-            ax.imshow(image[i].permute(1, 2, 0).numpy(), extent=(0, W, H, 0))
-        else:
-            ax.imshow(image[i, 0].float().numpy(), cmap="gray", extent=(0, W, H, 0))
+        ax.imshow(_picture(image[i]), cmap="gray", extent=(0, W, H, 0))  # RGB as RGB (colon, slides)
         a = out["attention"][i].float().cpu().numpy()
         ax.imshow(
             a / max(a.max(), 1e-12), cmap="Reds", alpha=0.35, extent=(0, W, H, 0), interpolation="nearest"
@@ -70,6 +67,21 @@ def _draw_zoomin(ax, out, i, model, Rectangle):
         rgba[..., 2] = 1.0
         rgba[..., 3] = 0.6 * b / max(b.max(), 1e-12)
         ax.imshow(rgba, extent=(x, x + tw, y + th, y), interpolation="nearest")
+
+
+def _picture(image, max_side: int = 1024) -> np.ndarray:
+    """(h, w) or (h, w, 3) to show: a tensor image as it is, a source through its low-resolution levels
+    (a slide is never read whole for a picture)."""
+    if isinstance(image, torch.Tensor):
+        x = image
+    else:
+        H, W = image.shape[1:]
+        f = min(1.0, max_side / max(H, W))
+        x = image.lowres((max(1, round(H * f)), max(1, round(W * f))))
+    if x.shape[0] == 1:
+        return x[0].float().numpy()
+    top = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(x.dtype, 1.0)
+    return (x[:3].permute(1, 2, 0).float() / top).clamp(0, 1).numpy()
 
 
 def plot_diagnosis(csv_path: str, path: str) -> str | None:
