@@ -61,9 +61,20 @@ def _find_cuda_home() -> str | None:
 
 # (name, extra flags) of each build of the *_cpu_vec.cpp sources; names are ATen's CPU_CAPABILITY values.
 CPU_CAPABILITIES = [("DEFAULT", [])]
-if platform.machine().lower() in ("x86_64", "amd64", "i686", "i386"):
+X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+if X86:
     # -mf16c as ATen's AVX2 build: c10::Half conversions use F16C instructions there (every AVX2 CPU has it).
     CPU_CAPABILITIES.append(("AVX2", ["-mavx2", "-mfma", "-mf16c"]))
+# A third build, only for the vec files that opt in with a line containing ZOOMKERN_BUILD_AVX512 (code
+# tuned for 8 lanes may gain nothing from 16): ATen's own flags for its AVX512 kernels. torch itself runs
+# AVX512 kernels where the CPU has them, so an op that must match torch's speed needs this build.
+AVX512 = ("AVX512", ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"])
+AVX512_MARK = "ZOOMKERN_BUILD_AVX512"
+
+
+def _wants_avx512(path: str) -> bool:
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        return X86 and AVX512_MARK in f.read()
 
 
 def _vec_build_ext(base):
@@ -81,11 +92,15 @@ def _vec_build_ext(base):
             args = ext.extra_compile_args
             ext.extra_objects = list(getattr(ext, "zoomkern_extra_objects", ext.extra_objects))
             ext.zoomkern_extra_objects = list(ext.extra_objects)  # a second run must not link twice
-            for cap, flags in CPU_CAPABILITIES if vec else []:
+            builds = [(cap, flags, vec) for cap, flags in CPU_CAPABILITIES]
+            builds.append((*AVX512, [v for v in vec if _wants_avx512(v)]))
+            for cap, flags, sources in builds:
+                if not sources:
+                    continue
                 extra = ["-DCPU_CAPABILITY=" + cap, "-DCPU_CAPABILITY_" + cap, *flags]
                 post = {**args, "cxx": args["cxx"] + extra} if isinstance(args, dict) else args + extra
                 ext.extra_objects += self.compiler.compile(
-                    vec,
+                    sources,
                     output_dir=os.path.join(self.build_temp, "cpu_" + cap.lower()),
                     macros=ext.define_macros,
                     include_dirs=ext.include_dirs,
@@ -133,6 +148,10 @@ def _extensions():
     caps = [cap for cap, _ in CPU_CAPABILITIES]
     if "AVX2" in caps and vec_files:
         cxx_flags.append("-DZOOMKERN_HAVE_AVX2_BUILD")  # lets cpu_capability.h call the AVX2 build
+    avx512_files = [p for p in vec_files if _wants_avx512(p)]
+    if avx512_files:
+        cxx_flags.append("-DZOOMKERN_HAVE_AVX512_BUILD")  # ZOOMKERN_CPU_CALL_AVX512 may call it
+        caps.append(f"AVX512 ({len(avx512_files)} opted in)")
     want_cuda = bool(cu_files) and not _flag("ZOOMKERN_NO_CUDA")
     have_cuda = want_cuda and (_flag("FORCE_CUDA") or (torch.version.cuda is not None and ce.CUDA_HOME))
     if have_cuda:

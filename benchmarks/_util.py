@@ -145,7 +145,7 @@ def store(benchmark, res: dict, impl: str) -> None:
     for name, r in res["ratio"].items():
         info[f"ratio_zoomkern_vs_{name}"] = round(r, 3)
     for key, v in res.items():
-        if key.startswith("peak_") or key in ("rate_fraction", "note"):
+        if key.startswith("peak_") or key in ("rate_fraction", "note", "memcpy_gbps"):
             info[key] = v
 
 
@@ -177,6 +177,9 @@ def fmt_table(results: list[dict]) -> str:
     for r in results:
         zk_t = r["seconds"]["zoomkern"]
         zk_col = f"{zk_t * 1e3:.3f} ms ({r['gbps']['zoomkern']:.2f} GB/s)"
+        if r.get("memcpy_gbps"):  # the memory ceiling of this machine (memcpy_gbps), when measured
+            frac = r["gbps"]["zoomkern"] / r["memcpy_gbps"]
+            zk_col += f", {100 * frac:.0f}% of memcpy {r['memcpy_gbps']:.1f} GB/s"
         for name, ratio in r["ratio"].items():
             base = f"{r['seconds'][name] * 1e3:.3f} ms ({r['gbps'][name]:.2f} GB/s)"
             shown = f"{ratio:.2f}x" if name != "memcpy" else f"{100 * ratio:.0f}% of memcpy rate"

@@ -25,12 +25,13 @@ def each_backend(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["auto", "default"])
+@pytest.fixture(params=["auto", "avx2", "default"])
 def each_cpu_capability(request, monkeypatch):
-    """Run the test under each build of the SIMD kernels (csrc/**/*_cpu_vec.cpp): "auto" (AVX2 where the
-    CPU has it) and "default" (the generic build). The C++ side reads ZOOMKERN_CPU_CAPABILITY per call."""
-    if request.param == "default":
-        monkeypatch.setenv("ZOOMKERN_CPU_CAPABILITY", "default")
-    else:
+    """Run the test under each build of the SIMD kernels (csrc/**/*_cpu_vec.cpp): "auto" (the best the CPU
+    has: AVX-512 for the ops built for it, else AVX2), "avx2" (AVX2 at most) and "default" (the generic
+    build). The C++ side reads ZOOMKERN_CPU_CAPABILITY per call."""
+    if request.param == "auto":
         monkeypatch.delenv("ZOOMKERN_CPU_CAPABILITY", raising=False)
+    else:
+        monkeypatch.setenv("ZOOMKERN_CPU_CAPABILITY", request.param)
     return request.param

@@ -45,7 +45,7 @@ def test_item_is_source_lowres_label(folder, tmp_path):
     ds = SlideFolder(folder, _csv(tmp_path / "l.csv", "s0,0\ns2,1\n"), scale=1 / 16)
     src, low, label = ds[1]
     assert isinstance(src, zk.io.Source) and src.shape == (3, 700, 1100) and len(src.levels) >= 2
-    assert low.shape == (3, round(700 / 16), round(1100 / 16)) and low.dtype == torch.uint8
+    assert low.shape == (3, 44, 69) and low.dtype == torch.uint8  # ceil(700 / 16), ceil(1100 / 16)
     assert label == 1
     # the low view agrees with the area mean of level 0
     full = src.read_patches(np.zeros((1, 2), np.int64), (700, 1100))[0].float()
@@ -92,11 +92,11 @@ def test_tissue_mask_never_empty_and_grey():
 
 def test_padded_batch_of_two_sizes(folder, tmp_path):
     ds = SlideFolder(folder, _csv(tmp_path / "p.csv", "s0,0\ns2,1\n"), scale=1 / 16)
-    sources, low, mask, y = collate_slides([ds[0], ds[1]])
+    sources, low, y, mask = collate_slides([ds[0], ds[1]])
     assert [s.shape for s in sources] == [(3, 1200, 900), (3, 700, 1100)]
     assert low.shape == (2, 3, 75, 69) and mask.shape == (2, 75, 69) and y.tolist() == [0, 1]
-    assert not mask[0, :, 56:].any() and not mask[1, 44:].any()  # padding is masked
-    assert (low[0, :, :, 56:] == 0).all() and mask[0].any() and mask[1].any()
+    assert not mask[0, :, 57:].any() and not mask[1, 44:].any()  # padding is masked (ceil(900/16) = 57)
+    assert (low[0, :, :, 57:] == 0).all() and mask[0].any() and mask[1].any()
     v, valid = pad_views([torch.ones(1, 2, 3), torch.ones(1, 4, 1)])
     assert v.shape == (2, 1, 4, 3) and valid.sum().tolist() == 10
 
@@ -121,3 +121,23 @@ def test_zoomin_stage1_never_leaves_the_mask():
     ats = zk.models.ATS(2, 1, s1=0.25, patch_size=8, n_patches=3)
     a2 = ats(image, None, mask=mask)["attention"]
     assert (a2[0, 8:] == 0).all() and a2[0, :8, :8].sum() > 0.999
+
+
+def test_sources_of_different_sizes_share_a_padded_canvas():
+    torch.manual_seed(1)
+    big = zk.io.from_array(torch.randint(0, 255, (3, 160, 200), dtype=torch.uint8))
+    small = zk.io.from_array(torch.randint(0, 255, (3, 80, 100), dtype=torch.uint8))
+    m = zk.models.ZoomIn(2, 3, tile_size=40, s1=0.25, s2=0.5, patch_size=16, n_tiles=20, n_sub=2)
+    out = m([big, small])  # no lowres: each low view at scale s1, padded to the canvas, padding masked
+    a = out["attention"]
+    assert a.shape == (2, 4, 5) and (a[0] > 0).all()
+    assert (a[1, 2:] == 0).all() and (a[1, :, 3:] == 0).all() and a[1, :2, :3].sum() > 0.999
+    assert (out["tile_offsets"][1, :, 0] < 80).all() and (out["tile_offsets"][1, :, 1] < 120).all()
+    with pytest.raises(ValueError, match="share channels and dtype"):
+        m([big, zk.io.from_array(torch.zeros(1, 80, 100, dtype=torch.uint8))])
+
+
+def test_attention_net_pools_the_view_first():
+    net = zk.models.AttentionNet(3, pool=4)
+    assert net(torch.rand(2, 3, 37, 50)).shape == (2, 1, 10, 13)  # ceil(37 / 4), ceil(50 / 4)
+    assert zk.models.AttentionNet(3)(torch.rand(1, 3, 37, 50)).shape == (1, 1, 37, 50)

@@ -148,67 +148,6 @@ def test_softmax_split_reads_chunk_stats_linearly(monkeypatch):
     close(gx, R.softmax_bwd(p, gp, ge, None, 1.0, 0.0), what="grad")
 
 
-# ----------------------------------------------------------------------------- sample
-
-
-def _probs(B, N, dtype, zero_frac, seed):
-    g = torch.Generator().manual_seed(seed)
-    p = torch.rand(B, N, generator=g, dtype=dtype) ** 3
-    p[torch.rand(B, N, generator=g) < zero_frac] = 0
-    p[:, 0] = p[:, 0] + 0.01  # at least one positive position
-    return (p / p.sum(1, keepdim=True)).to(DEVICE)
-
-
-@needs_kernels
-@pytest.mark.parametrize(
-    "B,N,k",
-    [
-        (1, 1, 1),
-        (3, 7, 3),
-        (2, 97, 20),
-        (2, 4095, 5),
-        (1, 4096, 9),
-        (2, 4097, 6),
-        (1, 9001, 3),
-        (3, 20000, 64),
-    ],
-)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_sample_without_replacement(B, N, k, dtype):
-    p = _probs(B, N, dtype, zero_frac=0.3, seed=N)
-    k = min(k, int((p > 0).sum(1).min()))
-    seed = torch.tensor([N * 7919 % 2**31, 2**31 - 1 - k], dtype=torch.int64, device=DEVICE)
-    idx = zt.sample(p, k, False, seed)
-    assert idx.dtype == torch.int64 and idx.shape == (B, k)
-    assert torch.equal(idx, R.sample(p, k, False, seed))
-    assert (torch.gather(p, 1, idx) > 0).all()
-
-
-@needs_kernels
-@pytest.mark.parametrize(
-    "B,N,k", [(1, 1, 1), (3, 7, 5), (2, 1023, 15), (1, 1024, 16), (2, 1025, 17), (2, 3001, 40), (2, 9001, 33)]
-)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_sample_with_replacement(B, N, k, dtype):
-    p = _probs(B, N, dtype, zero_frac=0.5, seed=N + 1)
-    if N > 1:
-        p[:, -1] = 0  # trailing zeros exercise the clamp onto the last positive position
-        p = p / p.sum(1, keepdim=True)
-    seed = torch.tensor([k, N], dtype=torch.int64, device=DEVICE)
-    idx = zt.sample(p, k, True, seed)
-    assert torch.equal(idx, R.sample(p, k, True, seed))
-    assert (torch.gather(p, 1, idx) > 0).all()
-
-
-@needs_kernels
-def test_sample_bitwise_repeatable_and_seed_sensitive():
-    p = _probs(4, 300, torch.float32, 0.0, seed=3)
-    s1 = torch.tensor([1, 2], device=DEVICE)
-    s2 = torch.tensor([1, 3], device=DEVICE)
-    assert torch.equal(zt.sample(p, 10, False, s1), zt.sample(p, 10, False, s1))
-    assert not torch.equal(zt.sample(p, 10, False, s1), zt.sample(p, 10, False, s2))
-
-
 # ----------------------------------------------------------------------------- gather
 
 

@@ -18,9 +18,9 @@ def _signatures():
     for dt, single in (("fp32", True), ("fp32", False), ("fp64", False)):
         cx = dict(HAS_MASK=True, SMOOTH=True, SINGLE=single, ROWS=2 if not single else 8, BLOCK_N=512)
         variants += [(ks["_spatial_softmax_fwd_kernel"], dt, cx), (ks["_spatial_softmax_bwd_kernel"], dt, cx)]
-        cx = dict(SINGLE=single, ROWS=cx["ROWS"], BLOCK_N=1024)
-        variants.append((ks["_sample_patches_kernel"], dt, cx))
-    variants.append((ks["_sample_replace_kernel"], "fp32", dict(BLOCK_K=16, BLOCK_N=1024)))
+        variants.append((ks["_sample_patches_kernel"], dt, dict(ROWS=cx["ROWS"], BLOCK_N=1024)))
+    for dt in ("fp32", "fp64"):
+        variants.append((ks["_sample_replace_kernel"], dt, dict(BLOCK_K=16, BLOCK_N=1024)))
     out = []
     for kern, dt, cx in variants:
         sig = {}
@@ -71,17 +71,20 @@ def test_split_kernels_compile_for_hopper():
         (zs._gumbel_merge_kernel, dict(M_P=4096, K_P=64)),
     ]
     cases += [(zs._gumbel_chunk_kernel, dict(gum, CANDIDATES=c)) for c in (False, True)]
+    cases += [(zs._gumbel_keys_kernel, dict(CHUNK=4096))]
     cases += [
         (zs._replace_chunk_kernel, dict(CHUNK=2048)),
         (zs._replace_draw_kernel, dict(CHUNK=2048, NC_P=128)),
     ]
     i64 = ("mask_ptr", "seed_ptr", "out_ptr", "ci_ptr", "clast_ptr")
+    f64 = ("csum_ptr",)  # with-replacement chunk sums are float64 whatever the probs' dtype
     for dt in ("fp32", "fp64"):
         for kern, cx in cases:
             sig = {n: "i32" for n in kern.arg_names}
             sig.update({n: "fp32" for n in ("t_hi", "t_lo", "s_hi", "s_lo") if n in sig})
             sig.update({n: f"*{dt}" for n in sig if n.endswith("_ptr")})
             sig.update({n: "*u8" if n == "mask_ptr" else "*i64" for n in i64 if n in sig})
+            sig.update({n: "*fp64" for n in f64 if n in sig})
             sig.update({k: "constexpr" for k in cx})
             compiled = triton.compile(
                 ASTSource(fn=kern, signature=sig, constexprs=cx), target=GPUTarget("cuda", 90, 32)

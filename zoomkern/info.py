@@ -20,7 +20,10 @@ def cpu_capability(mod) -> str:
         return "unknown (extension built before per-capability SIMD builds: rebuild)"
     env = os.environ.get("ZOOMKERN_CPU_CAPABILITY")
     why = f"ZOOMKERN_CPU_CAPABILITY={env}" if env else "best this CPU and build allow"
-    return f"{cap} ({why}; ZOOMKERN_CPU_CAPABILITY=default forces the generic build)"
+    return (
+        f"{cap} ({why}; AVX512 only for the ops built for it, the others use AVX2; "
+        "ZOOMKERN_CPU_CAPABILITY=avx2 caps at AVX2, =default forces the generic build)"
+    )
 
 
 def main() -> None:

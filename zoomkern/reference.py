@@ -54,18 +54,23 @@ def softmax_bwd(p, grad_p, grad_ent, mask, temperature: float, smoothing: float)
 
 
 def sample(probs, k: int, replace: bool, seed):
-    """probs (B, N) float32/64 -> indices (B, k) int64, from the shared counter-based stream."""
+    """probs (B, N) float32/64 -> indices (B, k) int64, from the shared counter-based stream.
+
+    Without replacement: the k largest keys p / E, E = -log1p(-v) (the exponential race, equivalent to
+    Gumbel-top-k on log p), -1 where p <= 0, larger key first and the lower index first on ties (so rows
+    with fewer than k positive cells continue with their zero cells in index order).
+    With replacement: a float64 cdf searched with 52-bit uniforms, clamped to the last positive cell.
+    """
     B, N = probs.shape
     rows = torch.arange(B, device=probs.device, dtype=torch.int64)[:, None]
     if not replace:
         cols = torch.arange(N, device=probs.device, dtype=torch.int64)[None, :]
-        u = _rng.uniform(seed, rows, cols, _rng.STREAM_GUMBEL).to(probs.dtype)
-        keys = torch.log(probs) - torch.log(-torch.log(u))
-        keys = keys.masked_fill(probs <= 0, -math.inf)
-        return torch.topk(keys, k, dim=1, sorted=True).indices
+        e = -torch.log1p(-_rng.gumbel_uniform(seed, rows, cols, probs.dtype))
+        keys = torch.where(probs > 0, probs / e, -1.0)
+        return torch.sort(keys, dim=1, descending=True, stable=True).indices[:, :k]
     draws = torch.arange(k, device=probs.device, dtype=torch.int64)[None, :]
-    u = _rng.uniform(seed, rows, draws, _rng.STREAM_DRAW).to(probs.dtype)
-    cdf = torch.cumsum(probs, dim=1)
+    u = _rng.draw_uniform(seed, rows, draws)
+    cdf = torch.cumsum(probs.to(torch.float64), dim=1)
     idx = torch.searchsorted(cdf, (u * cdf[:, -1:]).contiguous(), right=True)
     # Rounding can push a draw past the last positive cell; clamp back onto it.
     last_pos = (N - 1) - torch.argmax(torch.flip(probs > 0, [1]).to(torch.uint8), dim=1)

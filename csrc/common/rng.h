@@ -19,6 +19,7 @@ namespace zoomkern {
 constexpr uint32_t kGolden = 0x9E3779B9u;
 constexpr uint32_t kStreamGumbel = 0;
 constexpr uint32_t kStreamDraw = 1;
+constexpr uint32_t kStreamDrawLo = 2;
 
 // lowbias32 (Chris Wellons): good avalanche for two multiplies.
 ZK_HOST_DEVICE uint32_t hash32(uint32_t x) {
@@ -39,25 +40,36 @@ ZK_HOST_DEVICE uint32_t counter_hash(uint32_t seed0, uint32_t seed1, uint32_t ro
   return hash32(seed0 + h);
 }
 
-// ((h >> 9) + 0.5) * 2^-23: 23 random bits plus the half fit float32's 24-bit significand, so the value
-// is exact in float32 and float64 alike (no rounding, never 1.0), and every backend agrees bit for bit.
-ZK_HOST_DEVICE float uniform_f32(uint32_t h) {
-  return (static_cast<float>(h >> 9) + 0.5f) * 1.1920928955078125e-07f;
+// Gumbel stream: v = (h + 0.5) * 2^-32. In float64 that is exact. In float32 it is rounded once to nearest:
+// hi = (h >> 8) * 2^-24 and lo = ((h & 255) + 0.5) * 2^-32 are both exact, so hi + lo is the correctly
+// rounded exact value (the reference rounds the exact float64 the same way); then clamped below 1.
+constexpr float kV32Max = 0.99999994039535522461f;  // 1 - 2^-24
+
+ZK_HOST_DEVICE float gumbel_v_f32(uint32_t h) {
+  const float hi = static_cast<float>(h >> 8) * 5.9604644775390625e-08f;     // 2^-24
+  const float lo = (static_cast<float>(h & 255u) + 0.5f) * 2.3283064365386963e-10f;  // 2^-32
+  const float v = hi + lo;
+  return v < kV32Max ? v : kV32Max;
 }
 
-ZK_HOST_DEVICE double uniform_f64(uint32_t h) {
-  return (static_cast<double>(h >> 9) + 0.5) * 1.1920928955078125e-07;
-}
+ZK_HOST_DEVICE double gumbel_v_f64(uint32_t h) { return (static_cast<double>(h) + 0.5) * 2.3283064365386963e-10; }
 
 template <typename T>
-ZK_HOST_DEVICE T uniform(uint32_t h);
+ZK_HOST_DEVICE T gumbel_v(uint32_t h);
 template <>
-ZK_HOST_DEVICE float uniform<float>(uint32_t h) {
-  return uniform_f32(h);
+ZK_HOST_DEVICE float gumbel_v<float>(uint32_t h) {
+  return gumbel_v_f32(h);
 }
 template <>
-ZK_HOST_DEVICE double uniform<double>(uint32_t h) {
-  return uniform_f64(h);
+ZK_HOST_DEVICE double gumbel_v<double>(uint32_t h) {
+  return gumbel_v_f64(h);
+}
+
+// Draw stream: 26 bits from each of two hashes (streams 1 and 2) -> u = (x + 0.5) * 2^-52, exact in float64.
+ZK_HOST_DEVICE double draw_u(uint32_t seed0, uint32_t seed1, uint32_t row, uint32_t draw) {
+  const uint64_t hi = counter_hash(seed0, seed1, row, draw, kStreamDraw) >> 6;
+  const uint64_t lo = counter_hash(seed0, seed1, row, draw, kStreamDrawLo) >> 6;
+  return (static_cast<double>((hi << 26) | lo) + 0.5) * 2.220446049250313e-16;  // 2^-52
 }
 
 }  // namespace zoomkern

@@ -1,104 +1,20 @@
-// Patch sampling from (B, N) probabilities with the shared counter-based stream (common/rng.h).
+// Patch sampling from (B, N) probabilities with the shared counter-based stream (common/rng.h): argument
+// checks and the registration-facing entry point; the kernels are SIMD code in sample_cpu_vec.cpp, built once
+// per CPU capability, and ZOOMKERN_CPU_CALL picks the build at run time.
 //
-// Without replacement: Gumbel-top-k, key_j = log p_j - log(-log u(row, j, stream 0)), -inf where p_j <= 0;
-// a size-k min-heap keeps the best keys in one pass (O(N log k), k << N), then the heap is sorted into
-// descending key order (the draw order). Ties (only possible among -inf keys or equal rounded keys)
-// go to the lower index so the output is a pure function of the inputs.
-// With replacement: draw m uses u(row, m, stream 1); index = first i with cdf_i > u * cdf_{N-1}, the cdf
-// accumulated in double and rounded to the probs' dtype exactly like torch.cumsum on CPU, then clamped
-// to the last positive position.
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
+// Without replacement (the exponential race, equivalent to Gumbel-top-k on log p): key_j = p_j / E_j,
+// E_j = -log1p(-v(row, j, stream 0)), -1 where p_j <= 0; a size-k min-heap keeps the best keys in one pass
+// (O(N log k), k << N), then the heap is sorted into descending key order (the draw order). Ties go to
+// the lower index so the output is a pure function of the inputs.
+// With replacement: draw m uses the 52-bit u(row, m); index = first i with cdf_i > u * cdf_{N-1}, the cdf
+// accumulated sequentially in double exactly like torch.cumsum of the float64 probs, clamped to the last
+// positive position.
 #include <ATen/ops/empty.h>
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
-#include <utility>
-#include <vector>
-
 #include "../common/ops.h"
-#include "../common/rng.h"
+#include "sample_cpu_vec.h"
 
 namespace zoomkern {
-namespace {
-
-template <typename scalar_t>
-struct Key {
-  scalar_t key;
-  int64_t idx;
-};
-
-// "a ranks before b" in draw order: larger key first, lower index on ties.
-template <typename scalar_t>
-inline bool ranks_before(const Key<scalar_t>& a, const Key<scalar_t>& b) {
-  return a.key > b.key || (a.key == b.key && a.idx < b.idx);
-}
-
-template <typename scalar_t>
-void topk_row(const scalar_t* p, int64_t N, int64_t k, uint32_t s0, uint32_t s1, uint32_t row, int64_t* out,
-              std::vector<Key<scalar_t>>& heap) {
-  const scalar_t ninf = -std::numeric_limits<scalar_t>::infinity();
-  // std heap functions with ranks_before as "less" keep the WORST kept key at heap.front().
-  auto cmp = [](const Key<scalar_t>& a, const Key<scalar_t>& b) { return ranks_before(a, b); };
-  heap.clear();
-  // Every uniform is <= 1 - 2^-24, so no Gumbel noise exceeds -log(-log(1 - 2^-24)) = 16.6355 (16.7 covers
-  // rounding). Once the heap is full, a p_j below exp(worst - 16.7) cannot enter it: skip its hash and two
-  // logs. Skipped keys are never computed, so the result is identical to the full scan.
-  constexpr double kMaxGumbel = 16.7;
-  scalar_t p_skip = scalar_t(0);
-  for (int64_t j = 0; j < N; ++j) {
-    if (p[j] < p_skip) continue;
-    scalar_t key = ninf;
-    if (p[j] > scalar_t(0)) {
-      const scalar_t u = uniform<scalar_t>(counter_hash(s0, s1, row, static_cast<uint32_t>(j), kStreamGumbel));
-      key = std::log(p[j]) - std::log(-std::log(u));
-    }
-    const Key<scalar_t> cand{key, j};
-    bool changed = false;
-    if (static_cast<int64_t>(heap.size()) < k) {
-      heap.push_back(cand);
-      std::push_heap(heap.begin(), heap.end(), cmp);
-      changed = static_cast<int64_t>(heap.size()) == k;
-    } else if (ranks_before(cand, heap.front())) {
-      std::pop_heap(heap.begin(), heap.end(), cmp);
-      heap.back() = cand;
-      std::push_heap(heap.begin(), heap.end(), cmp);
-      changed = true;
-    }
-    if (changed) p_skip = static_cast<scalar_t>(std::exp(static_cast<double>(heap.front().key) - kMaxGumbel));
-  }
-  std::sort(heap.begin(), heap.end(), cmp);
-  for (int64_t m = 0; m < k; ++m) out[m] = heap[m].idx;
-}
-
-template <typename scalar_t>
-void draws_row(const scalar_t* p, int64_t N, int64_t k, uint32_t s0, uint32_t s1, uint32_t row, int64_t* out,
-               std::vector<scalar_t>& cdf) {
-  cdf.resize(N);
-  double acc = 0.0;  // torch.cumsum on CPU accumulates float32 in double too
-  int64_t last_pos = 0;  // argmax of an all-False flip is 0 -> N - 1 in the reference; handled below
-  bool any_pos = false;
-  for (int64_t j = 0; j < N; ++j) {
-    acc += static_cast<double>(p[j]);
-    cdf[j] = static_cast<scalar_t>(acc);
-    if (p[j] > scalar_t(0)) {
-      last_pos = j;
-      any_pos = true;
-    }
-  }
-  if (!any_pos) last_pos = N - 1;
-  const scalar_t total = cdf[N - 1];
-  for (int64_t m = 0; m < k; ++m) {
-    const scalar_t u = uniform<scalar_t>(counter_hash(s0, s1, row, static_cast<uint32_t>(m), kStreamDraw));
-    const scalar_t v = u * total;
-    // searchsorted(right=True): first i with cdf_i > v (N when none).
-    const int64_t i = std::upper_bound(cdf.begin(), cdf.end(), v) - cdf.begin();
-    out[m] = std::min(i, last_pos);
-  }
-}
-
-}  // namespace
 
 at::Tensor sample_cpu(const at::Tensor& probs_in, int64_t k, bool replace, const at::Tensor& seed) {
   TORCH_CHECK(probs_in.device().is_cpu(), "sample: probs must be a CPU tensor, got ", probs_in.device());
@@ -119,23 +35,7 @@ at::Tensor sample_cpu(const at::Tensor& probs_in, int64_t k, bool replace, const
   const uint32_t s1 = static_cast<uint32_t>(seed_c.data_ptr<int64_t>()[1]);
   at::Tensor out = at::empty({B, k}, probs.options().dtype(at::kLong));
   if (B == 0 || k == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "sample_cpu", [&] {
-    const scalar_t* pp = probs.data_ptr<scalar_t>();
-    int64_t* op = out.data_ptr<int64_t>();
-    // One row per task, each computed sequentially from counters: thread count cannot change results.
-    at::parallel_for(0, B, std::max<int64_t>(1, 16384 / N), [&](int64_t b0, int64_t b1) {
-      std::vector<Key<scalar_t>> heap;
-      std::vector<scalar_t> cdf;
-      if (!replace) heap.reserve(k);
-      for (int64_t b = b0; b < b1; ++b) {
-        const uint32_t row = static_cast<uint32_t>(b);
-        if (replace)
-          draws_row<scalar_t>(pp + b * N, N, k, s0, s1, row, op + b * k, cdf);
-        else
-          topk_row<scalar_t>(pp + b * N, N, k, s0, s1, row, op + b * k, heap);
-      }
-    });
-  });
+  ZOOMKERN_CPU_CALL(sample_kernel, probs, k, replace, s0, s1, out);
   return out;
 }
 

@@ -43,7 +43,7 @@ std::tuple<at::Tensor, at::Tensor> softmax_fwd_cpu(const at::Tensor& x_in, const
   at::Tensor p = at::empty_like(x);
   at::Tensor ent = at::empty({B}, x.options());
   if (B == 0 || N == 0) return {p, ent.fill_(0)};
-  ZOOMKERN_CPU_CALL(softmax_fwd_kernel, x, m, p, ent, temperature, smoothing);
+  ZOOMKERN_CPU_CALL_AVX512(softmax_fwd_kernel, x, m, p, ent, temperature, smoothing);
   return {p, ent};
 }
 
@@ -68,7 +68,7 @@ at::Tensor softmax_bwd_cpu(const at::Tensor& p_in, const at::Tensor& grad_p_in, 
   // s >= 1: the probabilities are constant in the logits.
   if (smoothing >= 1.0 || B == 0 || N == 0) return at::zeros_like(p);
   at::Tensor gx = at::empty_like(p);
-  ZOOMKERN_CPU_CALL(softmax_bwd_kernel, p, gp, ge, m, gx, temperature, smoothing);
+  ZOOMKERN_CPU_CALL_AVX512(softmax_bwd_kernel, p, gp, ge, m, gx, temperature, smoothing);
   return gx;
 }
 

@@ -6,9 +6,9 @@
 
 #include "../common/cpu_capability.h"
 
-ZOOMKERN_CPU_VARIANTS(void, softmax_fwd_kernel,
+ZOOMKERN_CPU_VARIANTS_AVX512(void, softmax_fwd_kernel,
                       (const at::Tensor& x, const bool* mask, at::Tensor& p, at::Tensor& ent, double temperature,
                        double smoothing))
-ZOOMKERN_CPU_VARIANTS(void, softmax_bwd_kernel,
+ZOOMKERN_CPU_VARIANTS_AVX512(void, softmax_bwd_kernel,
                       (const at::Tensor& p, const at::Tensor& grad_p, const at::Tensor& grad_ent, const bool* mask,
                        at::Tensor& grad_x, double temperature, double smoothing))

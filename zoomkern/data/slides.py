@@ -3,7 +3,7 @@
     ds = zk.data.SlideFolder("slides/", "slides/labels.csv", scale=1 / 64)
     source, lowres, label = ds[0]          # a zk.io Source (read patch by patch), (C, h, w) uint8, int
     mask = zk.data.tissue_mask(lowres)     # (h, w) bool: Otsu on saturation (RGB) or darkness (grey)
-    sources, low, mask, labels = collate_slides([ds[0], ds[1]])   # slides of different sizes, padded
+    sources, low, labels, mask = collate_slides([ds[0], ds[1]])   # slides of different sizes, padded
 
 The low view comes from the nearest pyramid level (``Source.lowres``), never from level 0 when a smaller
 level serves, so a 100000 x 100000 slide costs a few MB here.
@@ -12,6 +12,7 @@ level serves, so a 100000 x 100000 slide costs a few MB here.
 from __future__ import annotations
 
 import csv
+import math
 import os
 
 import numpy as np
@@ -67,10 +68,11 @@ class SlideFolder(torch.utils.data.Dataset):
     ``ds[i] -> (source, lowres, label)``: a zk.io Source, the (C, h, w) low view at ``scale`` of level 0
     (from the nearest pyramid level) in the source dtype, the class index. ``ds.labels``, ``ds.classes``,
     ``ds.paths``. Every listed slide must exist: the error names the CSV and each missing slide.
+    ``ds.collate`` batches items for a DataLoader (see collate_slides; ``tissue``: and the tissue mask).
     """
 
     def __init__(self, root, labels_csv=None, *, scale: float = 1 / 64, backend: str | None = None,
-                 classes: list[str] | None = None):  # fmt: skip
+                 classes: list[str] | None = None, tissue: bool = True):  # fmt: skip
         self.root = os.fspath(root)
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"slide folder {self.root}: no such directory")
@@ -79,7 +81,7 @@ class SlideFolder(torch.utils.data.Dataset):
         self.labels_csv = os.fspath(labels_csv)
         if not 0 < scale <= 1:
             raise ValueError(f"scale must be in (0, 1], got {scale!r}")
-        self.scale, self.backend = float(scale), backend
+        self.scale, self.backend, self.tissue = float(scale), backend, tissue
         rows = _read_labels(self.labels_csv)
         missing = [name for name, _ in rows if _resolve(self.root, name) is None]
         if missing:
@@ -106,12 +108,18 @@ class SlideFolder(torch.utils.data.Dataset):
         return io.open(self.paths[i], backend=self.backend)
 
     def low_size(self, source) -> tuple[int, int]:
+        # ceil, as pyramid levels are sized: at scale 1/64 the view is exactly level 6, no resampling
+        # (round gave 1562 for 1563 px, and resampling 2.4 Mpx by one pixel cost 0.7 s a slide)
         H, W = source.shape[1:]
-        return (max(1, round(H * self.scale)), max(1, round(W * self.scale)))
+        return (max(1, math.ceil(H * self.scale - 1e-9)), max(1, math.ceil(W * self.scale - 1e-9)))
 
     def __getitem__(self, i: int):
         src = self.open(i)
         return src, src.lowres(self.low_size(src)), self.labels[i]
+
+    def collate(self, items):
+        """The training loader's collate: padded low views and the (tissue and) padding mask."""
+        return collate_slides(items, tissue=self.tissue)
 
 
 def tissue_mask(lowres, *, min_fraction: float = 0.0) -> torch.Tensor:
@@ -155,8 +163,9 @@ def pad_views(views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def collate_slides(items, *, tissue: bool = True):
-    """DataLoader collate for SlideFolder items -> (sources list, low (B, C, h, w), mask (B, h, w) bool,
-    labels (B,)). The mask is the padding mask, and-ed with the tissue mask when ``tissue``."""
+    """DataLoader collate for SlideFolder items -> (sources list, low (B, C, h, w), labels (B,), mask
+    (B, h, w) bool): the first three as for any data set, then the padding mask, and-ed with the tissue
+    mask when ``tissue``. Pass the mask to the model: ``model(sources, low, mask=mask)``."""
     sources = [it[0] for it in items]
     views = [torch.as_tensor(it[1]) for it in items]
     low, mask = pad_views(views)
@@ -164,4 +173,4 @@ def collate_slides(items, *, tissue: bool = True):
         for i, v in enumerate(views):
             mask[i, : v.shape[-2], : v.shape[-1]] &= tissue_mask(v)
     labels = torch.tensor([int(it[2]) for it in items], dtype=torch.long)
-    return sources, low, mask, labels
+    return sources, low, labels, mask

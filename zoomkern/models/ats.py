@@ -69,6 +69,8 @@ class ATS(nn.Module):
         logits = base.pool_logits(raw, grid)
         if self.prior:
             logits = logits + self.prior_weight * base.ink_prior(low, grid, self.prior_eps)
+        if mask is None:  # sources of different sizes: keep off the padding
+            mask = base.padding_mask(image, low.shape[-2:], dev)
         if mask is not None:  # (B, h, w) bool: where attention may look (tissue, not padding)
             mask = base.grid_mask(mask, grid, dev)
         a, ent = zk.spatial_softmax(

@@ -60,19 +60,35 @@ def check_image(image, min_size: tuple[int, int], what: str) -> None:
             )
     first = srcs[0]
     for s in srcs[1:]:
-        if s.shape != first.shape or s.dtype != first.dtype:
+        # Sizes may differ (slides): they share the canvas of the largest; channels and dtype may not.
+        if s.shape[0] != first.shape[0] or s.dtype != first.dtype:
             raise ValueError(
-                f"images in one batch must share shape and dtype: {first.name} is {first.shape} "
+                f"images in one batch must share channels and dtype: {first.name} is {first.shape} "
                 f"{first.dtype}, {s.name} is {s.shape} {s.dtype}"
             )
 
 
 def image_shape(image) -> tuple[int, int, int, int]:
-    """(B, C, H, W) of a tensor or a list of sources (which check_image made sure agree)."""
+    """(B, C, H, W) of a tensor, or of a list of sources: the largest H and W (the batch's canvas;
+    a smaller source reads zeros outside itself, and padding_mask keeps attention off them)."""
     srcs = sources(image)
     if srcs is None:
         return tuple(image.shape)
-    return (len(srcs), *srcs[0].shape)
+    return (len(srcs), srcs[0].shape[0], max(s.shape[1] for s in srcs), max(s.shape[2] for s in srcs))
+
+
+def padding_mask(image, low_size, device) -> torch.Tensor | None:
+    """(B, h, w) bool, True over each source's own part of the canvas, for sources of different sizes
+    (None when the batch is one size): the low view of the canvas is padded where a source ends."""
+    srcs = sources(image)
+    if srcs is None or len({s.shape[1:] for s in srcs}) == 1:
+        return None
+    _, _, H, W = image_shape(srcs)
+    h, w = low_size
+    m = torch.zeros((len(srcs), h, w), dtype=torch.bool)
+    for i, s in enumerate(srcs):
+        m[i, : max(1, math.ceil(s.shape[1] * h / H)), : max(1, math.ceil(s.shape[2] * w / W))] = True
+    return m.to(device)
 
 
 def select(image, idx: torch.Tensor):
@@ -113,7 +129,12 @@ def low_view(image, lowres: torch.Tensor | None, scale: float, device) -> torch.
     size = (max(1, round(H * scale)), max(1, round(W * scale)))
     srcs = sources(image)
     if srcs is not None:
-        return to_float(torch.stack([s.lowres(size) for s in srcs]).to(device))
+        # each source at the same scale, zero-padded to the canvas (see padding_mask)
+        low = torch.zeros((B, C, *size), dtype=srcs[0].dtype)
+        for i, s in enumerate(srcs):
+            own = (max(1, round(s.shape[1] * scale)), max(1, round(s.shape[2] * scale)))
+            low[i, :, : own[0], : own[1]] = s.lowres((min(own[0], size[0]), min(own[1], size[1])))
+        return to_float(low.to(device))
     return F.interpolate(to_float(image), size=size, mode="area").to(device)
 
 

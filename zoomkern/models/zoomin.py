@@ -30,10 +30,11 @@ class ZoomIn(nn.Module):
     """Two-stage attention-sampling classifier.
 
     forward(image (B, C, H, W) uint8/uint16/float on CPU or the model's device, or a list of B zk.io
-    sources of one size (read patch by patch; stage II reads tile views from the pyramid level nearest
-    ``s2``); lowres (B, C, h, w) or None; labels (B,) only for the contrastive term; mask (B, h, w) bool
-    or None: where stage I may look (tissue, not padding), at any resolution, pooled to the tile grid: a
-    tile is allowed when any of its mask pixels is True) -> dict with ``logits`` (B, n_classes),
+    sources (read patch by patch; stage II reads tile views from the pyramid level nearest ``s2``; sources
+    of different sizes share the canvas of the largest, the rest is masked); lowres (B, C, h, w) or
+    None; labels (B,) only for the contrastive term; mask (B, h, w) bool or None: where stage I may look
+    (tissue, not padding), at any resolution, pooled to the tile grid: a tile is allowed when any of its
+    mask pixels is True) -> dict with ``logits`` (B, n_classes),
     ``aux_loss`` (scalar: entropy and contrastive terms, add it to the task loss) and what was drawn:
     ``attention`` (B, gh, gw) stage-I map, ``tile_indices``/``tile_offsets`` (B, N)/(B, N, 2),
     ``tile_counts`` (B, N) how often each draw's tile was drawn, ``sub_attention`` (B, N, sh, sw),
@@ -121,6 +122,8 @@ class ZoomIn(nn.Module):
         dev = next(self.parameters()).device
         low = base.low_view(image, lowres, self.s1, dev)
         grid = self.tile_grid(*base.image_shape(image)[-2:])
+        if mask is None:  # sources of different sizes: keep off the padding
+            mask = base.padding_mask(image, low.shape[-2:], dev)
         if mask is not None:
             mask = base.grid_mask(mask, grid, dev)
         a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid, mask)

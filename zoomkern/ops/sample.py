@@ -19,28 +19,49 @@ class Samples(NamedTuple):
     probs: Tensor
 
 
+def _check_values(flat: Tensor) -> None:
+    """NaN or negative probabilities: a ValueError (CPU only: it needs the values on the host)."""
+    lowest = flat.min()
+    if not bool(lowest >= 0):  # one reduction catches NaN (compares False) and negatives
+        raise ValueError(
+            "probs contains NaN" if bool(torch.isnan(flat).any()) else "probs contains negative values"
+        )
+
+
+def _check_draws(flat: Tensor, idx: Tensor, k: int, replace: bool, *, sync: bool) -> None:
+    """Checked after the kernel, on the (B, k) drawn cells only: every kernel draws positive cells first,
+    so a drawn cell with p <= 0 means a row had fewer than k positive cells (without replacement) or none
+    (with). ``sync`` (CPU): a ValueError now. Otherwise ``torch._assert_async``, which raises at a later
+    synchronisation without stalling the stream; the kernels wrote valid, distinct indices meanwhile."""
+    ok = (flat.gather(1, idx) > 0).all()
+    if replace:
+        msg = "probs has a sample with no positive probability"
+    else:
+        msg = (
+            f"k={k} is larger than the number of positive positions of some sample; "
+            "sampling without replacement needs k distinct positions"
+        )
+    if not sync:
+        torch._assert_async(ok, f"sample_patches: {msg}")
+    elif not bool(ok):
+        if not replace:  # the slow count, only to name it in the error
+            msg = msg.replace("positions of", f"positions ({int(torch.count_nonzero(flat, dim=1).min())}) of")
+        raise ValueError(msg)
+
+
 @torch.library.custom_op("zoomkern::sample_patches", mutates_args=())
 def _sample_patches(probs: Tensor, k: int, replace: bool, seed: Tensor) -> Tensor:
     B = probs.shape[0]
     flat = probs.reshape(B, -1)
     flat = flat.to(torch.float64 if flat.dtype == torch.float64 else torch.float32).contiguous()
-    if flat.device.type == "cpu":  # value checks need a sync on CUDA: done on CPU only
-        lowest = flat.min() if flat.numel() else flat.new_zeros(())
-        if not bool(lowest >= 0):  # one reduction catches NaN (compares False) and negatives
-            raise ValueError(
-                "probs contains NaN" if bool(torch.isnan(flat).any()) else "probs contains negative values"
-            )
-        if not replace:
-            n_pos = int(torch.count_nonzero(flat, dim=1).min())
-            if k > n_pos:
-                raise ValueError(
-                    f"k={k} is larger than the number of positive positions ({n_pos}) of some sample; "
-                    "sampling without replacement needs k distinct positions"
-                )
-        elif bool((flat.sum(1) <= 0).any()):
-            raise ValueError("probs has a sample with no positive probability")
+    sync = flat.device.type == "cpu"
+    if sync and flat.numel():
+        _check_values(flat)
     _, kern = backends.select("sample", probs.device)
-    return kern.sample(flat, k, replace, seed)
+    idx = kern.sample(flat, k, replace, seed)
+    if idx.numel():
+        _check_draws(flat, idx, k, replace, sync=sync)
+    return idx
 
 
 @_sample_patches.register_fake
@@ -63,6 +84,8 @@ def sample_patches(probs, k, *, replace=False, generator=None) -> Samples:
     n = probs[0].numel() if probs.shape[0] else 0
     if not replace and k > n:
         raise ValueError(f"k={k} is larger than the number of positions ({n}) without replacement")
+    if probs.shape[0] and n == 0:
+        raise ValueError(f"probs has no positions (shape {tuple(probs.shape)}); cannot draw k={k}")
     seed = _rng.make_seed(probs.device, generator)
     indices = _sample_patches(probs.detach(), k, bool(replace), seed)
     return Samples(indices, torch.gather(probs.reshape(probs.shape[0], -1), 1, indices))

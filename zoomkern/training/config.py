@@ -22,6 +22,12 @@ class TrainConfig:
     augment: bool = False
     # Weight the loss by inverse class frequency of the training set (imbalanced sets: traffic signs).
     class_weights: bool = False
+    # Slides (--dataset slides): the labels CSV `slide,label` (default <root>/labels.csv), an optional
+    # second CSV of held-out slides in the same root (default: the training slides are the test set), and
+    # whether stage I looks at tissue only (Otsu mask of the low view).
+    labels: str | None = None
+    test_labels: str | None = None
+    tissue_mask: bool = True
     size: tuple[int, int] = (1500, 1500)
     n_train: int = 5000
     n_test: int = 1000
@@ -51,6 +57,8 @@ class TrainConfig:
     contrastive: bool = False
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
+    # ZoomIn/ATS stage-I attention net: average-pool the low view by this first (slides: see AttentionNet).
+    attention_pool: int = 1
     # Padding of the attention nets' convolutions: "zeros" or "replicate" (no response at tile borders).
     attention_padding: str = "zeros"
     feature_widths: tuple[int, ...] = (16, 32, 64)
@@ -218,6 +226,34 @@ PRESETS: dict[str, dict] = {
         lr=1e-3,
         out="runs/traffic_signs",
     ),
+    # Whole-slide images (--dataset slides, e.g. the 100000 x 100000 synthetic slides): a 1/64 low view
+    # (1563 px, read from the pyramid level of that size), 2048-px tiles (a 49 x 49 grid), tile views at
+    # 1/16 (128 px, from the level of that downsample) in 16 x 16 sub-cells, 128-px patches from level 0;
+    # 8 tile draws x 2 sub-cells = 16 patches a slide. No ink prior (glass is bright, tissue is not).
+    # The stage-I net pools the view by 4 first (391 px, 8 px a tile): 18 s -> ~2 s a CPU step.
+    "slides": dict(
+        dataset="slides",
+        n_classes=2,
+        scale=1 / 64,
+        tile_size=2048,
+        s2=1 / 16,
+        sub_grid=(16, 16),
+        patch_size=128,
+        attention_pool=4,
+        n_tiles=8,
+        n_sub=2,
+        prior=False,
+        entropy=0.0,
+        eval_topk=True,
+        n_tiles_eval=16,
+        n_sub_eval=2,
+        feature_norm="batch",
+        batch_size=2,
+        lr=1e-3,
+        epochs=4,
+        plot_images=2,
+        out="runs/slides",
+    ),
 }
 
 
@@ -251,14 +287,14 @@ def build_model(cfg: TrainConfig):
             contrastive=cfg.contrastive,
         )
         # attention1 then attention2 then the head: the order ZoomIn itself builds them in (same weights)
-        att1 = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        att1 = models.AttentionNet(c, padding_mode=cfg.attention_padding, pool=cfg.attention_pool)
         att2 = models.AttentionNet(c, padding_mode=cfg.attention_padding)
         return models.ZoomIn(
             cfg.n_classes, c, options=opts, feature_net=fnet, attention1=att1, attention2=att2
         )
     if cfg.model == "ats":
         opts = models.ATSOptions(**shared, n_patches=cfg.n_patches)
-        att = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        att = models.AttentionNet(c, padding_mode=cfg.attention_padding, pool=cfg.attention_pool)
         return models.ATS(cfg.n_classes, c, options=opts, feature_net=fnet, attention=att)
     if cfg.model == "cnn_lowres":
         return models.CNNLowRes(cfg.n_classes, c, s1=cfg.scale)

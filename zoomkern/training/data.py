@@ -103,7 +103,7 @@ def loader(ds, cfg: TrainConfig, train: bool, epoch: int, device, world: World =
         LazyImages(ds),
         batch_sampler=sampler,
         num_workers=0,
-        collate_fn=collate,
+        collate_fn=getattr(ds, "collate", collate),  # slides: padded low views plus a mask
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),
     )

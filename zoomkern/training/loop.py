@@ -77,14 +77,17 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
         stats = diagnosis.PatchStats(batches.dataset, psize)
     bar = tqdm(batches, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, disable=not world.main)
     with torch.set_grad_enabled(train):
-        for step, (image, low, y) in enumerate(bar):
+        for step, batch in enumerate(bar):
+            image, low, y = batch[:3]
+            # slides: a 4th field, where stage I may look (tissue, not padding)
+            kw = dict(mask=batch[3]) if len(batch) > 3 else {}
             # Only the low views cross here: the images stay in host memory or their files (sources),
             # and the model moves just the patches it reads (pinned staging, or zero-copy from pinned).
             low = low.to(device, non_blocking=True)
             y = y.to(device)
             b = y.shape[0]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                out = model(image, low, labels=y if train else None)
+                out = model(image, low, labels=y if train else None, **kw)
             loss = F.cross_entropy(out["logits"].float(), y)
             if stats is not None:
                 stats.update(out, next(indices))

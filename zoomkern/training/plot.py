@@ -19,6 +19,8 @@ def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -
     from ..training.batches import collate
 
     n = min(n_images, len(dataset))
+    if hasattr(dataset, "collate"):  # slides: sizes differ, a mask; each panel over its own low view
+        return _plot_collated(model, dataset, path, n, device)
     image, low, labels = collate([dataset[i] for i in range(n)])
     labels = labels.tolist()
     model.eval()
@@ -130,6 +132,107 @@ def plot_diagnosis(csv_path: str, path: str) -> str | None:
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_one(model, out: dict, low: torch.Tensor, size, path: str, *, i: int = 0, title: str = "",
+             source=None, n_patches: int = 8) -> str:  # fmt: skip
+    """Write a PNG of sample ``i`` of a model output ``out`` over its low view ``low`` (C, h, w) (the
+    full-resolution image is never read: a slide would not fit); ``size`` (H, W) is the level-0 size that
+    the offsets refer to. Same colours as plot_attention; patches too small to see at this scale are
+    drawn as green dots. With ``source`` (a zk.io Source), a row below shows the first ``n_patches``
+    patches as read from level 0. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    H, W = int(size[0]), int(size[1])
+    offs = out["patch_offsets"][i][:n_patches].cpu()
+    k = offs.shape[0] if source is not None else 0
+    h_main = 7.0 * H / W
+    fig = plt.figure(figsize=(7.0, h_main + 0.6 + (7.0 / max(k, 1) + 0.3 if k else 0)))
+    grid = fig.add_gridspec(2 if k else 1, max(k, 1), height_ratios=[h_main, 7.0 / max(k, 1)] if k else None)
+    ax = fig.add_subplot(grid[0, :])
+    _panel(ax, model, out, i, low, (H, W))
+    legend = "red: stage-I attention, blue: stage-II in drawn tiles (yellow), green: patches read"
+    ax.set_title(f"{title}\n{legend}" if title else legend, fontsize=8)
+    if k:
+        patches = source.read_patches(offs.to(torch.int64), model.patch_size)  # (k, C, ph, pw)
+        for j in range(k):
+            pa = fig.add_subplot(grid[1, j])
+            img = patches[j].permute(1, 2, 0).numpy()
+            pa.imshow(
+                img[..., 0] if img.shape[-1] == 1 else img[..., :3],
+                cmap="gray" if img.shape[-1] == 1 else None,
+            )
+            pa.axis("off")
+        fig.text(0.5, 0.005, f"the first {k} full-resolution patches read", ha="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _panel(ax, model, out: dict, i: int, low, size) -> None:
+    """Sample ``i`` of ``out`` drawn over its low view ``low`` (C, h, w), in level-0 coordinates."""
+    from matplotlib.patches import Rectangle
+
+    H, W = size
+    low = torch.as_tensor(low).float()
+    low = low / 255.0 if low.max() > 1.5 else low
+    bg = low.permute(1, 2, 0).clamp(0, 1).numpy()
+    if bg.shape[-1] == 1:
+        ax.imshow(bg[..., 0], cmap="gray", extent=(0, W, H, 0))
+    else:
+        ax.imshow(bg[..., :3], extent=(0, W, H, 0))
+    a = out["attention"][i].float().cpu().numpy()
+    gh, gw = a.shape
+    th, tw = getattr(model, "tile_size", (H / gh, W / gw))
+    # the attention grid covers ceil(H / tile) tiles: its extent may pass the image border
+    ext = (0, gw * tw, gh * th, 0) if "tile_offsets" in out else (0, W, H, 0)
+    ax.imshow(a / max(a.max(), 1e-12), cmap="Reds", alpha=0.4, extent=ext, interpolation="nearest")
+    if "tile_offsets" in out:
+        _draw_zoomin(ax, out, i, model, Rectangle)
+    ph, pw = model.patch_size
+    offs = out["patch_offsets"][i].cpu().numpy()
+    if pw < W / 150:  # a box would be under a pixel wide
+        ax.scatter(
+            offs[:, 1] + pw / 2, offs[:, 0] + ph / 2, s=9, c="lime", edgecolors="black", linewidths=0.4
+        )
+    else:
+        for y, x in offs.tolist():
+            ax.add_patch(Rectangle((x, y), pw, ph, fill=False, edgecolor="lime", linewidth=1.2))
+    ax.set_xlim(0, W)
+    ax.set_ylim(H, 0)
+    ax.axis("off")
+
+
+def _plot_collated(model, dataset, path: str, n: int, device) -> str:
+    """plot_attention for data sets with their own collate (slides: sources of different sizes, a mask):
+    each panel over its own low view, no full-resolution image read."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch = dataset.collate([dataset[i] for i in range(n)])
+    image, low, labels = batch[:3]
+    kw = dict(mask=batch[3]) if len(batch) > 3 else {}
+    model.eval()
+    with torch.no_grad():
+        out = model(image, low.to(device), **kw)
+    pred = out["logits"].argmax(1).cpu().tolist()
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        H, W = image[i].shape[1:]
+        h, w = dataset.low_size(image[i]) if hasattr(dataset, "low_size") else low.shape[-2:]
+        _panel(ax, model, out, i, low[i, :, :h, :w], (H, W))
+        ax.set_title(f"label {int(labels[i])}  predicted {pred[i]}")
+    fig.suptitle("red: stage-I attention, blue: stage-II attention in drawn tiles (yellow), green: patches")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

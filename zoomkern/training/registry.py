@@ -78,3 +78,13 @@ def _traffic_signs(cfg: TrainConfig, world: World) -> DataSpec:
     train = TrafficSigns(cfg.root, "train", scale=cfg.scale, transform=ColorJitter() if cfg.augment else None)
     test = TrafficSigns(cfg.root, "test", scale=cfg.scale)
     return DataSpec(train, test, len(train.classes), 3)
+
+
+@register("slides")
+def _slides(cfg: TrainConfig, world: World) -> DataSpec:
+    from ..data.slides import SlideFolder
+
+    kw = dict(scale=cfg.scale, tissue=cfg.tissue_mask)
+    train = SlideFolder(cfg.root, cfg.labels, **kw)
+    test = SlideFolder(cfg.root, cfg.test_labels, classes=train.classes, **kw) if cfg.test_labels else train
+    return DataSpec(train, test, len(train.classes), train.open(0).shape[0])

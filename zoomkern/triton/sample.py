@@ -1,15 +1,18 @@
 """Patch sampling in Triton, from the counter-based stream of ``zoomkern/_rng.py`` (bit-identical uniforms).
 
-Without replacement (Gumbel-top-k): key_j = log p_j - log(-log u_j), -inf where p_j <= 0; the k largest
-keys in descending order. A row that fits one block keeps its keys in registers and runs k masked argmax
-steps. A wider row is split over many programs (chunk maxima, per-chunk candidates above a threshold,
-one merge per row; see below). Only when k * n_chunks is too large for the merge is the row swept k
-times instead, each sweep taking the largest key ranking strictly after the previous draw in the order
-(key descending, index ascending), so ties break exactly like the other paths.
+Without replacement (the exponential race = Gumbel-top-k): key_j = p_j / E_j, E_j = -log1p(-v_j), -1 where
+p_j <= 0 (so a row with fewer than k positive cells continues with zero cells in index order, never an
+out-of-range or repeated index), -inf for columns past N; the k largest keys in descending order, lower
+index first on ties. A row that fits one block keeps its keys in registers and runs k masked argmax steps.
+A wider row is split over many programs (chunk maxima, per-chunk candidates above a threshold, one merge
+per row; see below). When k * n_chunks is too large for the merge, one pass writes every key and a stable
+device sort orders them (the reference's own algorithm).
 
-With replacement: draw m uses u(row, m, stream 1); its index is the number of cumulative sums <= u * total
-(searchsorted right), clamped to the last positive position. Wide rows: chunk sums, then one program
-per draw.
+With replacement: draw m uses the 52-bit u(row, m) (two hashes) and a float64 cdf; its index is the number
+of cumulative sums <= u * total (searchsorted right), clamped to the last positive position. Wide rows:
+chunk sums, then one program per draw.
+
+Every grid is one-dimensional (row-major flattening): CUDA caps grid axes 1 and 2 at 65535, axis 0 at 2^31-1.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ CHUNK = 4096  # columns per program for wide rows without replacement
 MAX_CHUNKS = 256  # chunk maxima that set the candidate threshold (the first ones; any K of them bound it)
 CHUNK_R = 2048  # columns per piece for wide rows with replacement
 MAX_CHUNKS_R = 8192  # the draw kernel holds every chunk sum of its row
-MAX_CANDIDATES = 16384  # n_chunks * k above this: the merge would not fit one program; sweep instead
+MAX_CANDIDATES = 16384  # n_chunks * k above this: the merge would not fit one program; sort instead
 GOLDEN = 0x9E3779B9
 
 
@@ -40,74 +43,88 @@ def _hash32(x):
 
 
 @triton.jit
-def _uniform(s0, s1, rows, cols, STREAM_ADD: tl.constexpr, dtype: tl.constexpr):
-    """u(row, col) in (0, 1) in dtype; rows/cols broadcastable int tensors, s0/s1 uint32 scalars."""
+def _counter_hash(s0, s1, rows, cols, STREAM_ADD: tl.constexpr):
+    """uint32 hash of (seed, row, col, stream); rows/cols broadcastable int tensors, s0/s1 uint32 scalars."""
     c = cols.to(tl.uint32) + tl.full(cols.shape, STREAM_ADD, tl.uint32)
     h = _hash32(c)
     h = _hash32(rows.to(tl.uint32) + h)
     h = _hash32(s1 + h)
-    h = _hash32(s0 + h)
-    # (h >> 9) + 0.5 has 24 significant bits: exact in float32, bit-identical to _rng.uniform.
-    return ((h >> 9).to(dtype) + 0.5) * 1.1920928955078125e-07
+    return _hash32(s0 + h)
+
+
+@triton.jit
+def _exponential(s0, s1, rows, cols, dtype: tl.constexpr):
+    """E = -log1p(-v), v = (h + 0.5) * 2^-32 of the Gumbel stream (float32: rounded once, clamped)."""
+    h = _counter_hash(s0, s1, rows, cols, 0)
+    if dtype == tl.float64:
+        v = (h.to(tl.float64) + 0.5) * 2.3283064365386963e-10
+    else:
+        # hi and lo are exact, so their sum is the correctly rounded exact value, as in _rng.gumbel_uniform.
+        hi = (h >> 8).to(tl.float32) * 5.9604644775390625e-08
+        lo = ((h & 255).to(tl.float32) + 0.5) * 2.3283064365386963e-10
+        v = tl.minimum(hi + lo, 0.99999994039535522461)
+    # log1p without libdevice (the interpreter has none): log(w) * x / (w - 1), w = 1 + x (Goldberg);
+    # accurate to a few ulp, and exactly x where w rounds to 1.
+    w = 1.0 - v
+    return tl.where(w == 1.0, v, -tl.log(w) * v / (1.0 - tl.where(w == 1.0, 0.0, w)))
 
 
 @triton.jit
 def _gumbel_keys(p_ptr, rows, row_ok, cols, N, stride_p, s0, s1):
     ok = row_ok[:, None] & (cols[None, :] < N)
     p = tl.load(p_ptr + rows[:, None] * stride_p + cols[None, :], mask=ok, other=0.0)
-    u = _uniform(s0, s1, rows[:, None], cols[None, :], 0, p.dtype)
-    pos = ok & (p > 0)
-    key = tl.log(tl.where(pos, p, 1.0)) - tl.log(-tl.log(u))
-    return tl.where(pos, key, float("-inf")), ok
+    e = _exponential(s0, s1, rows[:, None], cols[None, :], p.dtype)
+    key = tl.where(p > 0, p / e, -1.0)
+    return tl.where(ok, key, float("-inf")), ok
+
+
+@triton.jit
+def _draw_u(s0, s1, row, draws):
+    """The 52-bit float64 uniform of the draw stream (streams 1 and 2)."""
+    hi = (_counter_hash(s0, s1, row, draws, 0x9E3779B9) >> 6).to(tl.uint64)
+    lo = (_counter_hash(s0, s1, row, draws, 0x3C6EF372) >> 6).to(tl.uint64)  # 2 * GOLDEN mod 2^32
+    return (((hi << 26) | lo).to(tl.float64) + 0.5) * 2.220446049250313e-16
 
 
 @triton.jit
 def _sample_patches_kernel(
-    p_ptr, seed_ptr, out_ptr, B, N, K, stride_p, stride_o,
-    SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
+    p_ptr, seed_ptr, out_ptr, B, N, K, stride_p, stride_o, ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
 ):  # fmt: skip
-    """Gumbel-top-k without replacement: out[b, :K] = indices of the K largest keys, largest first."""
+    """Rows of N <= BLOCK_N: out[b, :K] = indices of the K largest keys, largest first."""
     rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     row_ok = rows < B
     s0 = tl.load(seed_ptr).to(tl.uint32)
     s1 = tl.load(seed_ptr + 1).to(tl.uint32)
     cols0 = tl.arange(0, BLOCK_N)
-    if SINGLE:
-        keys, ok = _gumbel_keys(p_ptr, rows, row_ok, cols0, N, stride_p, s0, s1)
-        # The op layer guarantees K <= #positive positions, so a drawn key set to -inf never wins again.
-        for j in range(0, K):
-            _, idx = tl.max(keys, axis=1, return_indices=True)
-            tl.store(out_ptr + rows * stride_o + j, idx.to(tl.int64), mask=row_ok)
-            keys = tl.where(cols0[None, :] == idx[:, None], float("-inf"), keys)
-    else:
-        first = tl.load(p_ptr + rows * stride_p, mask=row_ok, other=0.0)
-        prev_key = tl.zeros([ROWS], dtype=first.dtype) + float("inf")
-        prev_idx = tl.zeros([ROWS], dtype=tl.int64) - 1
-        for j in range(0, K):
-            best = tl.zeros([ROWS], dtype=first.dtype) - float("inf")
-            best_idx = tl.zeros([ROWS], dtype=tl.int64) + N  # "nothing yet": ranks after every column
-            for c0 in range(0, N, BLOCK_N):
-                cols = c0 + cols0
-                keys, ok = _gumbel_keys(p_ptr, rows, row_ok, cols, N, stride_p, s0, s1)
-                pk = prev_key[:, None]
-                after = (keys < pk) | ((keys == pk) & (cols[None, :] > prev_idx[:, None]))
-                cand = ok & after
-                bk, bi = tl.max(tl.where(cand, keys, float("-inf")), axis=1, return_indices=True)
-                any_c = tl.max(cand.to(tl.int32), axis=1) > 0
-                # A block wins when its best ranks ahead of the running best (earlier blocks win ties).
-                take = any_c & ((bk > best) | (best_idx == N))
-                best = tl.where(take, bk, best)
-                best_idx = tl.where(take, c0 + bi.to(tl.int64), best_idx)
-            tl.store(out_ptr + rows * stride_o + j, best_idx, mask=row_ok)
-            prev_key = best
-            prev_idx = best_idx
+    keys, ok = _gumbel_keys(p_ptr, rows, row_ok, cols0, N, stride_p, s0, s1)
+    # K <= N and every column < N has a key >= -1, so a drawn key set to -inf never wins again and every
+    # index is a distinct column < N, whatever the number of positive cells.
+    for j in range(0, K):
+        _, idx = tl.max(keys, axis=1, return_indices=True)
+        tl.store(out_ptr + rows * stride_o + j, idx.to(tl.int64), mask=row_ok)
+        keys = tl.where(cols0[None, :] == idx[:, None], float("-inf"), keys)
 
 
-# Wide rows without replacement, three launches over CHUNK-wide pieces (B x n_chunks programs):
+@triton.jit
+def _gumbel_keys_kernel(p_ptr, seed_ptr, key_ptr, N, NC, stride_p, CHUNK: tl.constexpr):
+    """keys[b, :] for the sort path; program = (row, chunk) flattened."""
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // NC
+    c = pid % NC
+    s0 = tl.load(seed_ptr).to(tl.uint32)
+    s1 = tl.load(seed_ptr + 1).to(tl.uint32)
+    cols = c * CHUNK + tl.arange(0, CHUNK)
+    rows = row + tl.arange(0, 1)
+    keys, ok = _gumbel_keys(p_ptr, rows, rows >= 0, cols, N, stride_p, s0, s1)
+    tl.store(key_ptr + rows[:, None] * N + cols[None, :], keys, mask=ok)
+
+
+# Wide rows without replacement, three launches over CHUNK-wide pieces (B * n_chunks programs):
 # 1. cmax[b, c] = the largest key of chunk c.
 # 2. thr = the K-th largest of the row's first <= MAX_CHUNKS chunk maxima: K chunks hold a key >= thr, so
 #    every top-K key is >= thr. Each chunk keeps its top keys >= thr (at most K, in draw order) as
 #    candidates in a (B, n_chunks * K) scratch, -inf in unused slots; usually only a few per chunk.
+#    Every valid column has a key >= -1 > -inf, so the row holds at least K candidates.
 # 3. One program per row draws the K best candidates. Equal keys sit in ascending index order in the
 #    scratch (chunks in order, draw order within a chunk), and argmax takes the first: lower index first.
 
@@ -116,11 +133,12 @@ def _sample_patches_kernel(
 def _gumbel_chunk_kernel(p_ptr, seed_ptr, cmax_ptr, ck_ptr, ci_ptr, N, K, NC, stride_p,
                          CANDIDATES: tl.constexpr, CHUNK: tl.constexpr, K_P: tl.constexpr,
                          NC_P: tl.constexpr):  # fmt: skip
-    row = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // NC
+    c = pid % NC
     s0 = tl.load(seed_ptr).to(tl.uint32)
     s1 = tl.load(seed_ptr + 1).to(tl.uint32)
-    cols = c.to(tl.int64) * CHUNK + tl.arange(0, CHUNK)
+    cols = c * CHUNK + tl.arange(0, CHUNK)
     rows = row + tl.arange(0, 1)
     keys, ok = _gumbel_keys(p_ptr, rows, rows >= 0, cols, N, stride_p, s0, s1)
     keys = tl.reshape(keys, [CHUNK])
@@ -138,7 +156,7 @@ def _gumbel_chunk_kernel(p_ptr, seed_ptr, cmax_ptr, ck_ptr, ci_ptr, N, K, NC, st
         j = 0
         while (j < K) & (best >= thr) & (best > float("-inf")):
             ck = tl.where(slot == j, best, ck)
-            ci = tl.where(slot == j, c.to(tl.int64) * CHUNK + bi, ci)
+            ci = tl.where(slot == j, c * CHUNK + bi, ci)
             keys = tl.where(tl.arange(0, CHUNK) == bi, float("-inf"), keys)
             best, bi = tl.max(keys, axis=0, return_indices=True)
             j += 1
@@ -148,7 +166,7 @@ def _gumbel_chunk_kernel(p_ptr, seed_ptr, cmax_ptr, ck_ptr, ci_ptr, N, K, NC, st
 
 
 @triton.jit
-def _gumbel_merge_kernel(ck_ptr, ci_ptr, out_ptr, K, M, stride_o, M_P: tl.constexpr, K_P: tl.constexpr):
+def _gumbel_merge_kernel(ck_ptr, ci_ptr, out_ptr, N, K, M, stride_o, M_P: tl.constexpr, K_P: tl.constexpr):
     """out[b, :K] = indices of the K best of the row's M candidates (keys descending, first slot on ties)."""
     row = tl.program_id(0).to(tl.int64)
     slot = tl.arange(0, M_P)
@@ -160,36 +178,35 @@ def _gumbel_merge_kernel(ck_ptr, ci_ptr, out_ptr, K, M, stride_o, M_P: tl.conste
         won = tl.where(draw == j, at, won)
         keys = tl.where(slot == at, float("-inf"), keys)
     idx = tl.load(ci_ptr + row * M + won, mask=draw < K, other=0)
-    tl.store(out_ptr + row * stride_o + draw, idx, mask=draw < K)
+    # At least K real candidates exist (see above); the clamp only guards the gather that follows.
+    tl.store(out_ptr + row * stride_o + draw, tl.minimum(idx, N - 1), mask=draw < K)
 
 
 @triton.jit
 def _sample_replace_kernel(p_ptr, seed_ptr, out_ptr, N, K, stride_p, stride_o,
                            BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):  # fmt: skip
-    """I.i.d. draws: out[b, m] = #{i : cdf_i <= u_m * total}, clamped to the last positive position."""
+    """I.i.d. draws (N >= 1): out[b, m] = #{i : cdf_i <= u_m * total}, clamped to the last positive cell."""
     row = tl.program_id(0).to(tl.int64)
     s0 = tl.load(seed_ptr).to(tl.uint32)
     s1 = tl.load(seed_ptr + 1).to(tl.uint32)
     cols0 = tl.arange(0, BLOCK_N)
-    first = tl.load(p_ptr + row * stride_p)
-    total = tl.zeros([1], dtype=first.dtype)
+    total = tl.zeros([1], dtype=tl.float64)
     last = tl.zeros([1], dtype=tl.int64) - 1
     for c0 in range(0, N, BLOCK_N):
         cols = c0 + cols0
         p = tl.load(p_ptr + row * stride_p + cols, mask=cols < N, other=0.0)
-        total = tl.max(total + tl.cumsum(p, axis=0), axis=0, keep_dims=True)  # cdf is non-decreasing
+        total = tl.max(total + tl.cumsum(p.to(tl.float64), axis=0), axis=0, keep_dims=True)  # non-decreasing
         last = tl.maximum(last, tl.max(tl.where(p > 0, cols, -1), axis=0, keep_dims=True).to(tl.int64))
     last = tl.where(last < 0, N - 1, last)  # no positive position (invalid input): as the reference
     for k0 in range(0, K, BLOCK_K):
         draws = k0 + tl.arange(0, BLOCK_K)
-        u = _uniform(s0, s1, row, draws, 0x9E3779B9, first.dtype)
-        t = u * total
+        t = _draw_u(s0, s1, row, draws) * total
         count = tl.zeros([BLOCK_K], dtype=tl.int64)
-        carry = tl.zeros([1], dtype=first.dtype)
+        carry = tl.zeros([1], dtype=tl.float64)
         for c0 in range(0, N, BLOCK_N):
             cols = c0 + cols0
             p = tl.load(p_ptr + row * stride_p + cols, mask=cols < N, other=0.0)
-            cdf = carry + tl.cumsum(p, axis=0)
+            cdf = carry + tl.cumsum(p.to(tl.float64), axis=0)
             carry = tl.max(cdf, axis=0, keep_dims=True)
             le = (cdf[None, :] <= t[:, None]) & (cols[None, :] < N)
             count += tl.sum(le.to(tl.int64), axis=1)
@@ -204,19 +221,21 @@ def _sample_replace_kernel(p_ptr, seed_ptr, out_ptr, N, K, stride_p, stride_o,
 
 @triton.jit
 def _replace_chunk_kernel(p_ptr, csum_ptr, clast_ptr, N, NC, stride_p, CHUNK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    c = tl.program_id(1)
-    cols = c.to(tl.int64) * CHUNK + tl.arange(0, CHUNK)
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // NC
+    c = pid % NC
+    cols = c * CHUNK + tl.arange(0, CHUNK)
     p = tl.load(p_ptr + row * stride_p + cols, mask=cols < N, other=0.0)
-    tl.store(csum_ptr + row * NC + c, tl.max(tl.cumsum(p, axis=0), axis=0))
+    tl.store(csum_ptr + row * NC + c, tl.max(tl.cumsum(p.to(tl.float64), axis=0), axis=0))
     tl.store(clast_ptr + row * NC + c, tl.max(tl.where(p > 0, cols, -1), axis=0))
 
 
 @triton.jit
-def _replace_draw_kernel(p_ptr, seed_ptr, csum_ptr, clast_ptr, out_ptr, N, NC, stride_p, stride_o,
+def _replace_draw_kernel(p_ptr, seed_ptr, csum_ptr, clast_ptr, out_ptr, N, NC, K, stride_p, stride_o,
                          CHUNK: tl.constexpr, NC_P: tl.constexpr):  # fmt: skip
-    row = tl.program_id(0).to(tl.int64)
-    d = tl.program_id(1)
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // K
+    d = pid % K
     s0 = tl.load(seed_ptr).to(tl.uint32)
     s1 = tl.load(seed_ptr + 1).to(tl.uint32)
     ch = tl.arange(0, NC_P)
@@ -224,31 +243,64 @@ def _replace_draw_kernel(p_ptr, seed_ptr, csum_ptr, clast_ptr, out_ptr, N, NC, s
     ends = tl.cumsum(cs, axis=0)  # cdf at each chunk's end
     last = tl.max(tl.load(clast_ptr + row * NC + ch, mask=ch < NC, other=-1), axis=0)
     last = tl.where(last < 0, N - 1, last)  # no positive position (invalid input): as the reference
-    u = _uniform(s0, s1, row, d + tl.arange(0, 1), 0x9E3779B9, cs.dtype)
+    u = _draw_u(s0, s1, row, d + tl.arange(0, 1))
     t = tl.max(u, axis=0) * tl.max(tl.where(ch < NC, ends, 0.0), axis=0)
     c = tl.sum(((ends <= t) & (ch < NC)).to(tl.int32), axis=0)  # the draw's chunk (NC: past the end)
     start = tl.max(tl.where(ch < c, ends, 0.0), axis=0)
     cols = c.to(tl.int64) * CHUNK + tl.arange(0, CHUNK)
     p = tl.load(p_ptr + row * stride_p + cols, mask=(cols < N) & (c < NC), other=0.0)
-    le = ((start + tl.cumsum(p, axis=0)) <= t) & (cols < N)
+    le = ((start + tl.cumsum(p.to(tl.float64), axis=0)) <= t) & (cols < N)
     idx = c.to(tl.int64) * CHUNK + tl.sum(le.to(tl.int64), axis=0)
     tl.store(out_ptr + row * stride_o + d, tl.minimum(idx, last.to(tl.int64)))
 
 
-def sample(probs, k: int, replace: bool, seed):
-    """probs (B, N) float32/64 contiguous, seed int64 (2,) on probs' device -> indices (B, k) int64."""
+def _sample_wide(probs, k: int, seed, out):
+    """Without replacement, N > MAX_BLOCK_N: chunk candidates + merge, or keys + a stable sort."""
     B, N = probs.shape
+    nc = triton.cdiv(N, CHUNK)
+    if nc * k > MAX_CANDIDATES:
+        keys = torch.empty(B, N, dtype=probs.dtype, device=probs.device)
+        _gumbel_keys_kernel[(B * nc,)](probs, seed, keys, N, nc, probs.stride(0), CHUNK=CHUNK)
+        out.copy_(torch.sort(keys, dim=1, descending=True, stable=True).indices[:, :k])
+        return out
+    m_p = triton.next_power_of_2(nc * k)
+    nc_p = min(triton.next_power_of_2(nc), MAX_CHUNKS)
+    cmax = torch.empty(B, nc, dtype=probs.dtype, device=probs.device)
+    ck = torch.empty(B, nc * k, dtype=probs.dtype, device=probs.device)
+    ci = torch.empty(B, nc * k, dtype=torch.int64, device=probs.device)
+    for cands in (False, True):
+        _gumbel_chunk_kernel[(B * nc,)](
+            probs, seed, cmax, ck, ci, N, k, nc, probs.stride(0),
+            CANDIDATES=cands, CHUNK=CHUNK, K_P=triton.next_power_of_2(k), NC_P=nc_p, num_warps=8,
+        )  # fmt: skip
+    _gumbel_merge_kernel[(B,)](
+        ck, ci, out, N, k, nc * k, out.stride(0), M_P=m_p, K_P=triton.next_power_of_2(k), num_warps=8
+    )
+    return out
+
+
+def sample(probs, k: int, replace: bool, seed):
+    """probs (B, N) float32/64 contiguous, seed int64 (2,) on probs' device -> indices (B, k) int64.
+
+    Without replacement k <= N (positive cells first; zero cells follow in index order when a row has
+    fewer than k); with replacement N >= 1.
+    """
+    B, N = probs.shape
+    if k > 0 and (N == 0 or (not replace and k > N)):
+        raise ValueError(f"sample: k = {k} draws from N = {N} positions (replace={replace})")
     out = torch.empty(B, k, dtype=torch.int64, device=probs.device)
     if B == 0 or k == 0:
         return out
     block_n = min(triton.next_power_of_2(max(N, 1)), MAX_BLOCK_N)
     if replace and N > CHUNK_R and triton.cdiv(N, CHUNK_R) <= MAX_CHUNKS_R:
         nc = triton.cdiv(N, CHUNK_R)
-        csum = torch.empty(B, nc, dtype=probs.dtype, device=probs.device)
+        csum = torch.empty(B, nc, dtype=torch.float64, device=probs.device)
         clast = torch.empty(B, nc, dtype=torch.int64, device=probs.device)
-        _replace_chunk_kernel[(B, nc)](probs, csum, clast, N, nc, probs.stride(0), CHUNK=CHUNK_R)
-        _replace_draw_kernel[(B, k)](probs, seed, csum, clast, out, N, nc, probs.stride(0), out.stride(0),
-                                     CHUNK=CHUNK_R, NC_P=triton.next_power_of_2(nc))  # fmt: skip
+        _replace_chunk_kernel[(B * nc,)](probs, csum, clast, N, nc, probs.stride(0), CHUNK=CHUNK_R)
+        _replace_draw_kernel[(B * k,)](
+            probs, seed, csum, clast, out, N, nc, k, probs.stride(0), out.stride(0),
+            CHUNK=CHUNK_R, NC_P=triton.next_power_of_2(nc),
+        )  # fmt: skip
         return out
     if replace:
         bn = min(block_n, 1024)  # the (BLOCK_K, BLOCK_N) comparison tile stays small
@@ -256,34 +308,10 @@ def sample(probs, k: int, replace: bool, seed):
             probs, seed, out, N, k, probs.stride(0), out.stride(0), BLOCK_K=BLOCK_K, BLOCK_N=bn
         )
         return out
-    nc = triton.cdiv(N, CHUNK)
-    if N > block_n and nc * k <= MAX_CANDIDATES:
-        m_p = triton.next_power_of_2(nc * k)
-        nc_p = min(triton.next_power_of_2(nc), MAX_CHUNKS)
-        cmax = torch.empty(B, nc, dtype=probs.dtype, device=probs.device)
-        ck = torch.empty(B, nc * k, dtype=probs.dtype, device=probs.device)
-        ci = torch.empty(B, nc * k, dtype=torch.int64, device=probs.device)
-        for cands in (False, True):
-            _gumbel_chunk_kernel[(B, nc)](
-                probs, seed, cmax, ck, ci, N, k, nc, probs.stride(0),
-                CANDIDATES=cands, CHUNK=CHUNK, K_P=triton.next_power_of_2(k), NC_P=nc_p, num_warps=8,
-            )  # fmt: skip
-        _gumbel_merge_kernel[(B,)](
-            ck, ci, out, k, nc * k, out.stride(0), M_P=m_p, K_P=triton.next_power_of_2(k), num_warps=8
-        )
-        return out
+    if N > block_n:
+        return _sample_wide(probs, k, seed, out)
     rows = max(1, BLOCK_ELEMS // block_n)
     _sample_patches_kernel[(triton.cdiv(B, rows),)](
-        probs,
-        seed,
-        out,
-        B,
-        N,
-        k,
-        probs.stride(0),
-        out.stride(0),
-        SINGLE=N <= block_n,
-        ROWS=rows,
-        BLOCK_N=block_n,
+        probs, seed, out, B, N, k, probs.stride(0), out.stride(0), ROWS=rows, BLOCK_N=block_n
     )
     return out

@@ -1,0 +1,102 @@
+"""The C++ sampling kernel (csrc/sample) against reference.sample, under both CPU capability builds.
+
+Same uniforms as the reference, so the same draws: bit for bit with replacement (the float64 cdf is summed in
+torch.cumsum's order) and in float64 without; float32 keys may differ by an ulp (Sleef vs libm log1p), which
+can reorder a near-tie. Rows split over threads give the same draws as whole rows.
+"""
+
+import pytest
+import torch
+
+pytest.importorskip("zoomkern._C", reason="zoomkern._C not built (ZOOMKERN_NO_EXT=1 or no compiler)")
+
+from zoomkern import reference as R  # noqa: E402
+
+OPS = torch.ops.zoomkern_C
+pytestmark = pytest.mark.usefixtures("each_cpu_capability")
+
+
+def _probs(B, N, dtype, zero_frac=0.3, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    x = 2 * torch.randn(B, N, generator=g, dtype=torch.float64)
+    x[torch.rand(B, N, generator=g) < zero_frac] = -float("inf")
+    x[:, 0] = 0.0  # at least one positive position per row
+    return torch.softmax(x, 1).to(dtype)
+
+
+def _seed(a=12345, b=678):
+    return torch.tensor([a, b], dtype=torch.int64)
+
+
+def _with_threads(n, fn):
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(old)
+
+
+def _check_rows(idx, ref, dtype):
+    rows_equal = (idx == ref).all(1)
+    if dtype == torch.float64:
+        assert rows_equal.all(), f"rows differ: {(~rows_equal).nonzero().flatten().tolist()}"
+    else:
+        assert rows_equal.double().mean() >= 0.99, f"{(~rows_equal).sum()} / {len(idx)} rows differ"
+
+
+# Shapes around the 8-lane blocks and the heap filling phase (k cells), one row, k = N.
+@pytest.mark.parametrize(
+    "B,N,k", [(1, 1, 1), (1, 97, 5), (64, 781, 10), (16, 1823, 40), (8, 97, 60), (3, 9, 9), (5, 17, 16)]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_without_replacement_matches_reference(B, N, k, dtype):
+    probs = _probs(B, N, dtype, zero_frac=0.3 if 2 * k < N else 0.0)
+    seed = _seed()
+    idx = OPS.sample(probs, k, False, seed)
+    assert idx.dtype == torch.int64 and idx.shape == (B, k)
+    _check_rows(idx, R.sample(probs, k, False, seed), dtype)
+    assert (idx.sort(1).values.diff(dim=1) != 0).all()  # distinct
+    assert (probs.gather(1, idx) > 0).all()  # never a zero-probability position
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_without_replacement_many_rows(dtype):
+    # Many rows make near-ties likely, so an off-by-one-bit uniform (e.g. a wrong shift) shows up here.
+    probs = _probs(3000, 781, dtype)
+    _check_rows(OPS.sample(probs, 16, False, _seed(7, 9)), R.sample(probs, 16, False, _seed(7, 9)), dtype)
+
+
+def test_sample_without_replacement_fewer_positive_cells_than_k():
+    # The op refuses this; the kernel still answers like the reference: positives, then zero cells in order.
+    p = torch.zeros(2, 40)
+    p[:, [30, 3, 17]] = torch.tensor([0.5, 0.3, 0.2])
+    assert torch.equal(OPS.sample(p, 10, False, _seed()), R.sample(p, 10, False, _seed()))
+
+
+@pytest.mark.parametrize("B,N,k", [(1, 1, 3), (1, 97, 5), (64, 781, 10), (16, 1823, 40), (5, 3, 7)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_with_replacement_matches_reference(B, N, k, dtype):
+    probs = _probs(B, N, dtype)
+    probs[:, max(1, N - 3) :] = 0  # trailing zeros exercise the clamp onto the last positive position
+    seed = _seed(99, 2**31 - 2)
+    idx = OPS.sample(probs, k, True, seed)
+    # The cdf is accumulated like torch.cumsum and u * total is one IEEE multiply: bit for bit.
+    assert torch.equal(idx, R.sample(probs, k, True, seed)), "draws differ"
+    assert (probs.gather(1, idx) > 0).all()
+
+
+@pytest.mark.parametrize("B,N", [(1, 40000), (3, 20001)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rows_split_over_threads_give_the_same_draws(B, N, dtype):
+    # Fewer rows than threads: each row is cut into pieces whose top-k lists are merged.
+    probs = _probs(B, N, dtype, zero_frac=0.5)
+
+    def run():
+        return [OPS.sample(probs, 25, False, _seed(3, 4)), OPS.sample(probs, 25, True, _seed(3, 4))]
+
+    one, two = _with_threads(1, run), _with_threads(2, run)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
+    _check_rows(one[0], R.sample(probs, 25, False, _seed(3, 4)), dtype)
+    assert torch.equal(one[1], R.sample(probs, 25, True, _seed(3, 4)))
