@@ -9,6 +9,9 @@ use today, and torch.compile of it is the strongest baseline a user has.
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import _util
 import pytest
 import torch
@@ -49,6 +52,18 @@ def make(B, H, W, k, replace: bool, device="cpu", compiled=True):
     return fns, probs.numel() * probs.element_size(), note
 
 
+def cpu_medians(fns, rounds: int) -> dict[str, float]:
+    """{name: median process CPU seconds} (all threads), interleaved like _util.medians. On a shared, busy
+    machine wall-clock medians include time spent descheduled; CPU time does not, so both are reported."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.process_time()
+            fn()
+            times[name].append(time.process_time() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def check(fns, n: int, replace: bool) -> None:
     for name, fn in fns.items():
         a = fn()
@@ -72,6 +87,8 @@ def measure(quick: bool, device="cpu"):
         res = _util.result(case, "sample", t, nbytes, TARGETS[replace], device=device, **peaks)
         res["rate_fraction"] = res["gbps"]["zoomkern"] / copy
         res["memcpy_gbps"] = copy
+        if not quick and device == "cpu":
+            res["cpu_seconds"] = cpu_medians(fns, rounds=30)
         if note:
             res["note"] = note
         fns_by[replace], res_by[replace] = fns, res
@@ -89,4 +106,6 @@ def test_sample(benchmark, measured, impl, replace):
     fns, res = measured[0][replace], measured[1][replace]
     if impl not in fns:
         pytest.skip(res.get("note", "not measured"))
+    for name, sec in res.get("cpu_seconds", {}).items():
+        benchmark.extra_info[f"cpu_median_s_{name}"] = sec
     _util.run(benchmark, res, impl, fns[impl])

@@ -117,3 +117,31 @@ def test_generated_set_reads_back(tmp_path):
         assert (ds.labels == 0).sum() == round(0.25 * n) and set(ds.labels.tolist()) <= {0, 1, 2, 3}
         for signs, y in zip(ds.signs, ds.labels, strict=True):
             assert len(signs) == int(y > 0) and (not signs or signs[0].name == ds.classes[y])
+
+
+def test_scan_reports_every_bad_line(tmp_path, capsys):
+    from zoomkern.data.scan import main
+
+    (tmp_path / "Set1").mkdir()
+    _jpeg(tmp_path / "Set1" / "a.jpg", (0, 0, 0))
+    _jpeg(tmp_path / "Set1" / "b.jpg", (0, 0, 0), size=(10, 10))
+    lines = [
+        "a.jpg:",
+        "b.jpg:",
+        "c.jpg:",
+        "a.jpg:VISIBLE, 1, 2",
+        "a.jpg:FOGGY, 1, 2, 3, 4, SPEED_LIMIT, 50_SIGN",
+    ]
+    (tmp_path / "Set1" / "annotations.txt").write_text("\n".join(lines))
+    assert main(["--dataset", "traffic_signs", "--root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    wants = [
+        "annotations.txt:3: names c.jpg, which is missing",
+        "annotations.txt:4: sign",
+        "annotations.txt:5: sign",
+        "b.jpg: image is 10x10",
+        "Set2/annotations.txt: annotation file missing",
+    ]
+    for want in wants:
+        assert want in out, (want, out)
+    assert len(out.splitlines()) == 5

@@ -73,7 +73,7 @@ def test_sample_without_replacement(B, N, k, dtype):
 
 
 @needs_kernels
-@pytest.mark.parametrize("B,N,k", [(2, 9001, 6000), (1, 5000, 4000)])
+@pytest.mark.parametrize("B,N,k", [(2, 9001, 6000), (1, 20000, 3300)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sample_many_draws_sorts_keys(B, N, k, dtype):
     # chunks * k > MAX_CANDIDATES: one pass writes the keys and a stable sort orders them (it used to sweep

@@ -182,10 +182,15 @@ void without_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, ui
   // One scratch for the call: k keys per task plus their counts.
   std::vector<Key<scalar_t>> scratch(static_cast<size_t>(B * pieces * k));
   std::vector<int64_t> kept(static_cast<size_t>(B * pieces));
+  // One parallel region per call: on a busy machine every region ends waiting for its slowest thread, and a
+  // descheduled thread turns a region's barrier into milliseconds. The column hashes and the merge are
+  // serial (N hashes; pieces * k keys per row).
   std::vector<uint32_t> colh(static_cast<size_t>(N));
-  at::parallel_for(0, N, 4096, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j) colh[j] = hash32(static_cast<uint32_t>(j) + kStreamGumbel * kGolden);
-  });
+  int64_t j = 0;
+#if defined(CPU_CAPABILITY_AVX2)
+  for (; j + L <= N; j += L) hash32v(IVec::arange(static_cast<int32_t>(j), 1)).store(colh.data() + j);
+#endif
+  for (; j < N; ++j) colh[j] = hash32(static_cast<uint32_t>(j) + kStreamGumbel * kGolden);
   at::parallel_for(0, B * pieces, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / pieces, c = t % pieces;
@@ -194,18 +199,17 @@ void without_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, ui
     }
   });
   auto cmp = [](const Key<scalar_t>& a, const Key<scalar_t>& b) { return ranks_before(a, b); };
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      Key<scalar_t>* keys = &scratch[b * pieces * k];
-      int64_t n = kept[b * pieces];
-      for (int64_t c = 1; c < pieces; ++c) {  // compact the pieces' survivors (at most pieces * k)
-        std::copy_n(keys + c * k, kept[b * pieces + c], keys + n);
-        n += kept[b * pieces + c];
-      }
-      std::partial_sort(keys, keys + k, keys + n, cmp);
-      for (int64_t m = 0; m < k; ++m) op[b * k + m] = keys[m].idx;
+  for (int64_t b = 0; b < B; ++b) {
+    Key<scalar_t>* keys = &scratch[b * pieces * k];
+    int64_t n = kept[b * pieces];
+    for (int64_t c = 1; c < pieces; ++c) {  // compact the pieces' survivors (at most pieces * k)
+      std::copy_n(keys + c * k, kept[b * pieces + c], keys + n);
+      n += kept[b * pieces + c];
     }
-  });
+    if (pieces > 1) std::partial_sort(keys, keys + k, keys + n, cmp);
+    else std::sort(keys, keys + n, cmp);
+    for (int64_t m = 0; m < k; ++m) op[b * k + m] = keys[m].idx;
+  }
 }
 
 // With replacement. Pass 1 walks kRowsR rows together (independent add chains) and keeps the exact
@@ -227,48 +231,50 @@ void block_ends(const scalar_t* pp, double* ends, int64_t b0, int64_t N, int64_t
   }
 }
 
+// The k draws of row b from its block-end cdf values e.
+template <typename scalar_t>
+void draws_row(const scalar_t* p, const double* e, int64_t N, int64_t nblk, int64_t k, uint32_t s0, uint32_t s1,
+               int64_t b, int64_t* out) {
+  int64_t last = N - 1;  // no positive cell (invalid input): as the reference
+  for (int64_t j = N - 1; j >= 0; --j)
+    if (p[j] > scalar_t(0)) {
+      last = j;
+      break;
+    }
+  const double total = e[nblk - 1];
+  for (int64_t m = 0; m < k; ++m) {
+    const double t = draw_u(s0, s1, static_cast<uint32_t>(b), static_cast<uint32_t>(m)) * total;
+    const int64_t blk = std::upper_bound(e, e + nblk, t) - e;  // first block whose end cdf exceeds t
+    int64_t idx = N;  // searchsorted(right=True) finds no cdf > t: N, clamped below
+    if (blk < nblk) {
+      double acc = blk ? e[blk - 1] : 0.0;
+      for (int64_t j = blk * kBlock; j < N; ++j) {
+        acc += static_cast<double>(p[j]);
+        if (acc > t) {
+          idx = j;
+          break;
+        }
+      }
+    }
+    out[m] = std::min(idx, last);
+  }
+}
+
 template <typename scalar_t>
 void with_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, uint32_t s0, uint32_t s1, int64_t* op) {
   const int64_t nblk = (N + kBlock - 1) / kBlock;
   std::vector<double> ends(static_cast<size_t>(B * nblk));  // one buffer per call, not per row
   const int64_t groups = (B + kRowsR - 1) / kRowsR;
+  // One parallel region per call (see without_replacement): each task sums its rows, then serves their draws.
   at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
-      int64_t b = g * kRowsR;
-      const int64_t b1 = std::min(B, b + kRowsR);
-      if (b1 - b == kRowsR) block_ends<kRowsR>(pp, ends.data(), b, N, nblk), b = b1;
-      for (; b + 4 <= b1; b += 4) block_ends<4>(pp, ends.data(), b, N, nblk);
-      for (; b + 2 <= b1; b += 2) block_ends<2>(pp, ends.data(), b, N, nblk);
-      for (; b < b1; ++b) block_ends<1>(pp, ends.data(), b, N, nblk);
-    }
-  });
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t b = b0; b < b1; ++b) {
-      const scalar_t* p = pp + b * N;
-      const double* e = &ends[b * nblk];
-      int64_t last = N - 1;  // no positive cell (invalid input): as the reference
-      for (int64_t j = N - 1; j >= 0; --j)
-        if (p[j] > scalar_t(0)) {
-          last = j;
-          break;
-        }
-      const double total = e[nblk - 1];
-      for (int64_t m = 0; m < k; ++m) {
-        const double t = draw_u(s0, s1, static_cast<uint32_t>(b), static_cast<uint32_t>(m)) * total;
-        const int64_t blk = std::upper_bound(e, e + nblk, t) - e;  // first block whose end cdf exceeds t
-        int64_t idx = N;  // searchsorted(right=True) finds no cdf > t: N, clamped below
-        if (blk < nblk) {
-          double acc = blk ? e[blk - 1] : 0.0;
-          for (int64_t j = blk * kBlock; j < N; ++j) {
-            acc += static_cast<double>(p[j]);
-            if (acc > t) {
-              idx = j;
-              break;
-            }
-          }
-        }
-        op[b * k + m] = std::min(idx, last);
-      }
+      const int64_t r0 = g * kRowsR, r1 = std::min(B, r0 + kRowsR);
+      int64_t b = r0;
+      if (r1 - b == kRowsR) block_ends<kRowsR>(pp, ends.data(), b, N, nblk), b = r1;
+      for (; b + 4 <= r1; b += 4) block_ends<4>(pp, ends.data(), b, N, nblk);
+      for (; b + 2 <= r1; b += 2) block_ends<2>(pp, ends.data(), b, N, nblk);
+      for (; b < r1; ++b) block_ends<1>(pp, ends.data(), b, N, nblk);
+      for (b = r0; b < r1; ++b) draws_row(pp + b * N, &ends[b * nblk], N, nblk, k, s0, s1, b, op + b * k);
     }
   });
 }
