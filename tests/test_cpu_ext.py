@@ -12,6 +12,7 @@ import torch
 
 pytest.importorskip("zoomkern._C", reason="zoomkern._C not built (ZOOMKERN_NO_EXT=1 or no compiler)")
 
+from tests._cpu_helpers import _probs, _seed, _with_threads  # noqa: E402
 from tests._tol import close  # noqa: E402
 from zoomkern import reference as R  # noqa: E402
 
@@ -77,28 +78,7 @@ def test_softmax_extremes():
     assert torch.isfinite(OPS.softmax_fwd(x, mask, 1.0, 0.0)[1]).all()
 
 
-def _probs(B, N, dtype, zero_frac=0.3, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    x = 2 * torch.randn(B, N, generator=g, dtype=torch.float64)
-    x[torch.rand(B, N, generator=g) < zero_frac] = -float("inf")
-    x[:, 0] = 0.0  # at least one positive position per row
-    return torch.softmax(x, 1).to(dtype)
-
-
-def _seed(a=12345, b=678):
-    return torch.tensor([a, b], dtype=torch.int64)
-
-
 # The sampling kernel's tests are in tests/test_cpu_sample.py.
-
-
-def _with_threads(n, fn):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(old)
 
 
 @pytest.mark.usefixtures("each_cpu_capability")

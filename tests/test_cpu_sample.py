@@ -10,31 +10,11 @@ import torch
 
 pytest.importorskip("zoomkern._C", reason="zoomkern._C not built (ZOOMKERN_NO_EXT=1 or no compiler)")
 
+from tests._cpu_helpers import _probs, _seed, _with_threads  # noqa: E402
 from zoomkern import reference as R  # noqa: E402
 
 OPS = torch.ops.zoomkern_C
 pytestmark = pytest.mark.usefixtures("each_cpu_capability")
-
-
-def _probs(B, N, dtype, zero_frac=0.3, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    x = 2 * torch.randn(B, N, generator=g, dtype=torch.float64)
-    x[torch.rand(B, N, generator=g) < zero_frac] = -float("inf")
-    x[:, 0] = 0.0  # at least one positive position per row
-    return torch.softmax(x, 1).to(dtype)
-
-
-def _seed(a=12345, b=678):
-    return torch.tensor([a, b], dtype=torch.int64)
-
-
-def _with_threads(n, fn):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(old)
 
 
 def _check_rows(idx, ref, dtype):
