@@ -97,6 +97,18 @@ def _channel_vector(name, v, C, device):
     return t.to(device, non_blocking=True)
 
 
+def _out_dtype(in_dtype, dtype, mean, std) -> torch.dtype:
+    """The output dtype of a gather (tensor or source path), with the checks both paths share."""
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
+    out_dtype = reference.resolve_out_dtype(in_dtype, dtype, mean, std)
+    if (mean is not None or std is not None) and not out_dtype.is_floating_point:
+        raise ValueError(f"normalising with mean/std needs a floating dtype, got dtype={out_dtype}")
+    if out_dtype not in IMAGE_DTYPES:
+        raise TypeError(f"dtype {out_dtype} is not supported; use one of {IMAGE_DTYPES}")
+    return out_dtype
+
+
 def _zero_copy(image: Tensor, target: torch.device) -> bool:
     """Pinned host image, CUDA target and a CUDA gather kernel: read patches straight from host memory."""
     return (
@@ -131,13 +143,7 @@ def _gather_sources(srcs, offsets, size, device, dtype, mean, std, level):
     from ..io.staging import read_batch
 
     raw = read_batch(srcs, offsets, size, device, level=level)  # (B, k, C, ph, pw) in the sources' dtype
-    if dtype is not None and not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
-    out_dtype = reference.resolve_out_dtype(raw.dtype, dtype, mean, std)
-    if (mean is not None or std is not None) and not out_dtype.is_floating_point:
-        raise ValueError(f"normalising with mean/std needs a floating dtype, got dtype={out_dtype}")
-    if out_dtype not in IMAGE_DTYPES:
-        raise TypeError(f"dtype {out_dtype} is not supported; use one of {IMAGE_DTYPES}")
+    out_dtype = _out_dtype(raw.dtype, dtype, mean, std)
     C = raw.shape[2]
     mean_t = _channel_vector("mean", mean, C, raw.device)
     std_t = _channel_vector("std", std, C, raw.device)
@@ -181,13 +187,7 @@ def gather_patches(
     else:
         _checks.same_device("offsets", offsets, "image", image)
     ph, pw = _checks.positive_pair("size", size)
-    if dtype is not None and not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a torch.dtype, got {dtype!r}")
-    out_dtype = reference.resolve_out_dtype(image.dtype, dtype, mean, std)
-    if (mean is not None or std is not None) and not out_dtype.is_floating_point:
-        raise ValueError(f"normalising with mean/std needs a floating dtype, got dtype={out_dtype}")
-    if out_dtype not in IMAGE_DTYPES:
-        raise TypeError(f"dtype {out_dtype} is not supported; use one of {IMAGE_DTYPES}")
+    out_dtype = _out_dtype(image.dtype, dtype, mean, std)
     C = image.shape[1] if layout == "CHW" else image.shape[3]
     mean_t = _channel_vector("mean", mean, C, offsets.device)
     std_t = _channel_vector("std", std, C, offsets.device)
