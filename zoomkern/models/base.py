@@ -244,6 +244,24 @@ def aggregate(
         return zk.expectation(features, probs, replace=replace)
 
 
+def loo_baseline(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) features of N draws WITH replacement, their sampled probabilities (B, N) -> (B, D) zeros
+    whose gradient subtracts a leave-one-out baseline from the score-function term of zk.expectation.
+
+    zk.expectation gives draw m's probability the gradient <g, f_m> / (N p_m); this term adds
+    -<g, b_m> / (N p_m) with b_m = the mean of the OTHER draws' features (detached), so draw m is pushed up
+    or down by how much better it did than its companions, not by the features' common offset. b_m does
+    not depend on draw m (i.i.d. draws), so the expectation of the gradient is unchanged; its forward
+    value is exactly zero (p / p == 1 in floating point, and the sampled p are > 0)."""
+    n = features.shape[1]
+    if n < 2:
+        return features.new_zeros(features.shape[0], features.shape[-1], dtype=torch.float32)
+    f = features.detach().float()
+    b = (f.sum(1, keepdim=True) - f) / (n - 1)
+    p = probs.float()
+    return (b * (1.0 - p / p.detach()).unsqueeze(-1)).mean(1)
+
+
 def feature_dim(net: nn.Module, default: int | None) -> int:
     d = getattr(net, "out_dim", None) or default
     if d is None:
