@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_model_defects import _exact, _mc_image, _mc_model
 
-from zoomkern.models import ZoomIn, base
+from zoomkern.models import AttentionNet, ZoomIn, base
 from zoomkern.training import TrainConfig
 from zoomkern.training.config import build_model, prior_weight_at
 
@@ -99,11 +99,28 @@ def test_prior_weight_schedule():
         (dict(tile_baseline=True, model="ats"), "tile_baseline"),
         (dict(attention1_lr_mult=float("inf")), "attention1_lr_mult"),
         (dict(attention_lr_mult=-2.0), "attention_lr_mult"),
+        (dict(attention_activation="gelu"), "attention_activation"),
     ],
 )
 def test_bad_values_name_the_flag(kw, flag):
     with pytest.raises(ValueError, match=flag):
         TrainConfig(**kw)
+
+
+def test_leaky_attention_nets():
+    m = build_model(TrainConfig(tile_size=32, s2=0.5, patch_size=12, attention_activation="leaky_relu"))
+    for net in (m.attention1, m.attention2):
+        acts = [x for x in net.modules() if isinstance(x, (torch.nn.ReLU, torch.nn.LeakyReLU))]
+        assert acts and all(isinstance(x, torch.nn.LeakyReLU) for x in acts)
+    # a unit with all-negative input still passes a gradient (a ReLU one would not)
+    net = AttentionNet(1, activation="leaky_relu")
+    with torch.no_grad():
+        net.net[0].bias.fill_(-10.0)
+        net.net[-1].weight.fill_(0.1)
+    net(torch.rand(1, 1, 8, 8)).sum().backward()
+    assert float(net.net[0].weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="activation"):
+        AttentionNet(1, activation="tanh")
 
 
 def test_stage1_learning_rate_group():

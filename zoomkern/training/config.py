@@ -67,6 +67,9 @@ class TrainConfig:
     attention_pool: int = 1
     # Padding of the attention nets' convolutions: "zeros" or "replicate" (no response at tile borders).
     attention_padding: str = "zeros"
+    # Activation of the attention nets: "relu" or "leaky_relu" (units that noisy steps push below zero
+    # stay trainable; see README, "Stage I").
+    attention_activation: str = "relu"
     feature_widths: tuple[int, ...] = (16, 32, 64)
     feature_norm: str = "group"
     # A timm model name (e.g. "resnet10t") for the feature network instead of the small built-in one.
@@ -105,6 +108,12 @@ class TrainConfig:
             if self.binary_digit not in range(10):
                 raise ValueError(f"binary_digit={self.binary_digit!r}: must be a digit 0..9")
             self.n_classes = 2
+        from ..models.nets import ACTIVATIONS
+
+        if self.attention_activation not in ACTIVATIONS:
+            raise ValueError(
+                f"attention_activation={self.attention_activation!r}: choose one of {', '.join(ACTIVATIONS)}"
+            )
         for name in ("prior_weight", "prior_weight_final", "attention_lr_mult", "attention1_lr_mult"):
             v = getattr(self, name)
             if v is not None and not (v >= 0 and v < float("inf")):
@@ -313,14 +322,20 @@ def build_model(cfg: TrainConfig):
             tile_baseline=cfg.tile_baseline,
         )
         # attention1 then attention2 then the head: the order ZoomIn itself builds them in (same weights)
-        att1 = models.AttentionNet(c, padding_mode=cfg.attention_padding, pool=cfg.attention_pool)
-        att2 = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        act = dict(padding_mode=cfg.attention_padding, activation=cfg.attention_activation)
+        att1 = models.AttentionNet(c, pool=cfg.attention_pool, **act)
+        att2 = models.AttentionNet(c, **act)
         return models.ZoomIn(
             cfg.n_classes, c, options=opts, feature_net=fnet, attention1=att1, attention2=att2
         )
     if cfg.model == "ats":
         opts = models.ATSOptions(**shared, n_patches=cfg.n_patches)
-        att = models.AttentionNet(c, padding_mode=cfg.attention_padding, pool=cfg.attention_pool)
+        att = models.AttentionNet(
+            c,
+            padding_mode=cfg.attention_padding,
+            pool=cfg.attention_pool,
+            activation=cfg.attention_activation,
+        )
         return models.ATS(cfg.n_classes, c, options=opts, feature_net=fnet, attention=att)
     if cfg.model == "cnn_lowres":
         return models.CNNLowRes(cfg.n_classes, c, s1=cfg.scale)
