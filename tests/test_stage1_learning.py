@@ -123,6 +123,53 @@ def test_leaky_attention_nets():
         AttentionNet(1, activation="tanh")
 
 
+class _BackgroundHigh(torch.nn.Module):
+    """Scores every pixel w * (1 - 2 * ink): the empty background is the maximum of every cell."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x):
+        return self.w * (1.0 - 2.0 * x.mean(1, keepdim=True))
+
+
+def test_lse_tile_pooling_leaves_the_background_trap():
+    """With max pooling a stage-I net that scores the background highest gives every tile the same logit
+    and gets an exactly zero gradient, whatever the loss (the trap the demo's 10x-lr runs fell into);
+    log-mean-exp pooling sees the ink and passes a gradient."""
+    img = torch.zeros(2, 1, 64, 64, dtype=torch.uint8)
+    img[0, :, 5:15, 5:15], img[0, :, 40:44, 40:60], img[1, :, 20:30, 50:60] = 255, 200, 255
+    grads = {}
+    for mode in ("max", "lse"):
+        m = ZoomIn(3, 1, tile_size=32, s2=0.5, sub_grid=4, patch_size=8, tile_pooling=mode,
+                   attention1=_BackgroundHigh())  # fmt: skip
+        a, _, _ = m.stage1(img, None)
+        if mode == "max":
+            torch.testing.assert_close(a, torch.full_like(a, 0.25))  # every tile looks the same
+        # any loss on the tile distribution: here, more mass on each image's top-left tile
+        (grads[mode],) = torch.autograd.grad(-a[:, 0, 0].log().sum(), [m.attention1.w])
+    assert abs(float(grads["max"])) < 1e-6  # zero up to rounding
+    # top-left holds ink in image 0 only: lowering w (ink less penalised) raises that tile there
+    assert float(grads["lse"]) > 0.01, float(grads["lse"])
+
+
+def test_lse_pooling_values():
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(base.pool_logits(x, (8, 8), "lse"), x[:, 0])  # one pixel a cell: identity
+    const = torch.full((2, 1, 8, 8), 3.0)
+    torch.testing.assert_close(base.pool_logits(const, (2, 2), "lse"), torch.full((2, 2, 2), 3.0))
+    big = torch.zeros(1, 1, 4, 4)
+    big[..., 0, 0] = 50.0  # a far larger logit: log-mean-exp tends to it minus log(cell size)
+    got = base.pool_logits(big, (1, 1), "lse")
+    torch.testing.assert_close(got, torch.tensor([[[50.0 - torch.log(torch.tensor(16.0))]]]))
+    assert bool(base.pool_logits(x, (2, 2), "lse").le(base.pool_logits(x, (2, 2)) + 1e-6).all())
+    with pytest.raises(ValueError, match="tile_pooling"):
+        ZoomIn(10, 1, tile_pooling="mean")
+    with pytest.raises(ValueError, match="tile_pooling"):
+        TrainConfig(tile_pooling="avg")
+
+
 def test_stage1_learning_rate_group():
     from zoomkern.training.loop import param_groups
 

@@ -138,11 +138,26 @@ def low_view(image, lowres: torch.Tensor | None, scale: float, device) -> torch.
     return F.interpolate(to_float(image), size=size, mode="area").to(device)
 
 
-def pool_logits(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(B, 1, h, w) -> (B, gh, gw). Max pooling: a small object in a large cell must not be diluted."""
-    if tuple(logits.shape[-2:]) != tuple(grid):
-        logits = F.adaptive_max_pool2d(logits, grid)
-    return logits[:, 0]
+POOLINGS = ("max", "lse")
+
+
+def pool_logits(logits: torch.Tensor, grid: tuple[int, int], mode: str = "max") -> torch.Tensor:
+    """(B, 1, h, w) -> (B, gh, gw). "max": a small object in a large cell must not be diluted. "lse":
+    log of the mean of exp(logit) over the cell, a smooth maximum whose gradient reaches every pixel.
+
+    Why "lse" (issue 12): with max pooling, once a net scores the empty background above everything
+    else (it did on the demo, at a 10x stage-I learning rate), every cell's maximum is a background pixel
+    of the same value: the pooled logits are equal, and their gradient, sum_j dL/dl_j times the same
+    background derivative, is exactly zero (softmax gradients sum to zero), so the net cannot leave."""
+    if tuple(logits.shape[-2:]) == tuple(grid):
+        return logits[:, 0]
+    if mode == "max":
+        return F.adaptive_max_pool2d(logits, grid)[:, 0]
+    if mode != "lse":
+        raise ValueError(f"pooling mode must be one of {POOLINGS}, got {mode!r}")
+    top = logits.detach().float().amax((1, 2, 3), keepdim=True)  # per image: exp stays in range
+    mean = F.adaptive_avg_pool2d(torch.exp(logits.float() - top), grid)
+    return (torch.log(mean.clamp_min(1e-30)) + top)[:, 0]
 
 
 def grid_mask(mask: torch.Tensor, grid: tuple[int, int], device) -> torch.Tensor:

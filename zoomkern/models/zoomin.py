@@ -93,6 +93,9 @@ class ZoomIn(nn.Module):
         self.entropy2 = o.entropy if o.entropy2 is None else o.entropy2
         self.contrastive, self.contrastive_weight = o.contrastive, o.contrastive_weight
         self.tile_baseline = o.tile_baseline
+        if o.tile_pooling not in base.POOLINGS:
+            raise ValueError(f"tile_pooling must be one of {base.POOLINGS}, got {o.tile_pooling!r}")
+        self.tile_pooling = o.tile_pooling
         self.generator: torch.Generator | None = None  # None: the global torch RNG (saved in checkpoints)
 
     def tile_grid(self, H: int, W: int) -> tuple[int, int]:
@@ -127,7 +130,9 @@ class ZoomIn(nn.Module):
             mask = base.padding_mask(image, low.shape[-2:], dev)
         if mask is not None:
             mask = base.grid_mask(mask, grid, dev)
-        a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid, mask)
+        a, ent = self._softmax(
+            base.pool_logits(self.attention1(low), grid, self.tile_pooling), low, grid, mask
+        )
         return a, ent, grid
 
     def stage2(self, image, a, grid, n_tiles, n_sub, det, inverted=False):

@@ -59,6 +59,8 @@ class TrainConfig:
     eval_topk: bool = False
     # ZoomIn: a leave-one-out baseline in stage I's score-function gradient (lower variance, same mean).
     tile_baseline: bool = False
+    # ZoomIn: how stage I pools its logits to the tile grid, "max" or "lse" (see models/base.pool_logits).
+    tile_pooling: str = "max"
     # ZoomIn only, binary tasks only: positives seen through the inverted attention must look negative.
     contrastive: bool = False
     n_tiles_eval: int | None = None
@@ -114,6 +116,8 @@ class TrainConfig:
             raise ValueError(
                 f"attention_activation={self.attention_activation!r}: choose one of {', '.join(ACTIVATIONS)}"
             )
+        if self.tile_pooling not in ("max", "lse"):
+            raise ValueError(f"tile_pooling={self.tile_pooling!r}: choose 'max' or 'lse'")
         for name in ("prior_weight", "prior_weight_final", "attention_lr_mult", "attention1_lr_mult"):
             v = getattr(self, name)
             if v is not None and not (v >= 0 and v < float("inf")):
@@ -320,6 +324,7 @@ def build_model(cfg: TrainConfig):
             n_sub_eval=cfg.n_sub_eval,
             contrastive=cfg.contrastive,
             tile_baseline=cfg.tile_baseline,
+            tile_pooling=cfg.tile_pooling,
         )
         # attention1 then attention2 then the head: the order ZoomIn itself builds them in (same weights)
         act = dict(padding_mode=cfg.attention_padding, activation=cfg.attention_activation)
