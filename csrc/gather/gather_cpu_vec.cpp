@@ -9,8 +9,8 @@
 //   * an interleaved row (HWC with dense pixels, C = 2..4) is read once and de-interleaved into the C
 //     output planes (pshufb for 3-channel bytes in the AVX2 build), converting in tiles when asked;
 //   * any other strides: a strided loop per channel (same results, slower).
-// Software prefetch asks for the rows a few ahead: patch rows of a huge image lie a whole image row apart,
-// every one on a new page, so the hardware prefetchers do not follow them.
+// Software prefetch asks for the rows a few ahead, across patch ends: patch rows of a huge image lie a whole
+// image row apart, every one on a new page, so the hardware prefetchers do not follow them.
 // Conversion and normalisation follow the reference op by op (value.to(out) - mean.to(out), then
 // / std.to(out), each rounded to out_t); vector sub/div round like scalar ones, so results are bit-exact.
 #include <ATen/OpMathType.h>
@@ -50,6 +50,24 @@ inline Patch patch_at(const GatherArgs& a, int64_t bi) {
   return p;
 }
 
+// memcpy, with the short runs of small patches (a 50-pixel byte row) inlined as two overlapping fixed-size
+// moves instead of a library call per row.
+inline void copy_bytes(void* __restrict d, const void* __restrict s, size_t n) {
+  auto two = [&](auto tag) {  // n in [sizeof(tag), 2 * sizeof(tag)]
+    constexpr size_t K = sizeof(tag);
+    std::memcpy(d, s, K);
+    std::memcpy(static_cast<char*>(d) + n - K, static_cast<const char*>(s) + n - K, K);
+  };
+  struct B8 { char c[8]; };
+  struct B16 { char c[16]; };
+  struct B32 { char c[32]; };
+  if (n > 64) return static_cast<void>(std::memcpy(d, s, n));
+  if (n >= 32) return two(B32{});
+  if (n >= 16) return two(B16{});
+  if (n >= 8) return two(B8{});
+  for (size_t i = 0; i < n; ++i) static_cast<char*>(d)[i] = static_cast<const char*>(s)[i];
+}
+
 // d[t] = normalise(convert(s[t * stride])) for t < n; contiguous source loops vectorise.
 template <typename in_t, typename out_t, bool NORM>
 inline void convert_run(const in_t* __restrict s, int64_t stride, out_t* __restrict d, int64_t n, out_t m, out_t sd) {
@@ -65,7 +83,7 @@ inline void convert_run(const in_t* __restrict s, int64_t stride, out_t* __restr
   };
   if (stride == 1) {
     if constexpr (std::is_same_v<in_t, out_t> && !NORM) {
-      std::memcpy(d, s, sizeof(out_t) * n);
+      copy_bytes(d, s, sizeof(out_t) * n);
     } else {
       for (int64_t t = 0; t < n; ++t) d[t] = f(s[t]);
     }
@@ -188,20 +206,36 @@ struct Gather {
     const int64_t row_bytes = std::max<int64_t>(1, a.C * a.pw * static_cast<int64_t>(sizeof(out_t)));
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / row_bytes);
     at::parallel_for(0, rows, grain, [&](int64_t w0, int64_t w1) {
-      int64_t bi = w0 / a.ph, r = w0 % a.ph;
-      Patch p = patch_at(a, bi);
-      for (int64_t j = 0; j < prefetch_rows && r + j < a.ph; ++j) prefetch(p, r + j);
-      for (int64_t w = w0; w < w1; ++w, ++r) {
-        if (r == a.ph) {
-          r = 0;
-          p = patch_at(a, ++bi);
-          for (int64_t j = 0; j < prefetch_rows && j < a.ph; ++j) prefetch(p, j);
-        }
-        if (r + prefetch_rows < a.ph) prefetch(p, r + prefetch_rows);
-        row(p, bi, r);
+      // The prefetch cursor runs prefetch_rows ahead of the copy through the whole task, across patch
+      // ends: stopping at each patch's end left the first rows of every patch cold (64 patches of 50
+      // rows: 1.7x slower).
+      Cursor ahead{w0 / a.ph, w0 % a.ph, patch_at(a, w0 / a.ph)};
+      const int64_t w_pf = std::min(w1, w0 + prefetch_rows);
+      for (int64_t w = w0; w < w_pf; ++w) ahead.prefetch_next(*this);
+      Cursor cur{w0 / a.ph, w0 % a.ph, patch_at(a, w0 / a.ph)};
+      for (int64_t w = w0; w < w1; ++w) {
+        if (w + prefetch_rows < w1) ahead.prefetch_next(*this);
+        row(cur.p, cur.bi, cur.r);
+        cur.step(a);
       }
     });
   }
+
+  // A (patch, row) position that walks the flat row order without a division per row.
+  struct Cursor {
+    int64_t bi, r;
+    Patch p;
+    void step(const GatherArgs& a) {
+      if (++r == a.ph) {
+        r = 0;
+        if (++bi < a.B * a.k) p = patch_at(a, bi);
+      }
+    }
+    void prefetch_next(const Gather& g) {
+      g.prefetch(p, r);
+      step(g.a);
+    }
+  };
 };
 
 template <typename out_t>

@@ -8,17 +8,15 @@ import torch
 from torch import Tensor
 
 from .. import backends
-from . import _checks
+from . import _checks, _fast
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-@torch.library.custom_op("zoomkern::spatial_softmax", mutates_args=())
-def _spatial_softmax(
-    logits: Tensor, temperature: float, smoothing: float, mask: Optional[Tensor]
-) -> tuple[Tensor, Tensor]:
+def _forward(logits: Tensor, temperature: float, smoothing: float, mask: Optional[Tensor]):
+    """The op's body: what the custom op runs, and what spatial_softmax calls directly (_fast.direct)."""
     B = logits.shape[0]
     x = logits.reshape(B, -1).to(_acc_dtype(logits.dtype)).contiguous()
     m = mask.reshape(B, -1).contiguous() if mask is not None else None
@@ -34,6 +32,13 @@ def _spatial_softmax(
     _, kern = backends.select("softmax_fwd", logits.device)
     p, ent = kern.softmax_fwd(x, m, temperature, smoothing)
     return p.to(logits.dtype).reshape(logits.shape), ent.to(logits.dtype)
+
+
+@torch.library.custom_op("zoomkern::spatial_softmax", mutates_args=())
+def _spatial_softmax(
+    logits: Tensor, temperature: float, smoothing: float, mask: Optional[Tensor]
+) -> tuple[Tensor, Tensor]:
+    return _forward(logits, temperature, smoothing, mask)
 
 
 @_spatial_softmax.register_fake
@@ -104,5 +109,7 @@ def spatial_softmax(logits, *, temperature=1.0, smoothing=0.0, mask=None, return
         if mask.shape != logits.shape:
             raise ValueError(f"mask has shape {tuple(mask.shape)} but logits have {tuple(logits.shape)}")
         _checks.same_device("mask", mask, "logits", logits)
-    probs, entropy = _spatial_softmax(logits, temperature, smoothing, mask)
+    # No autograd, tracing or mode to serve: the body without the custom-op dispatch (~40 us less).
+    op = _forward if _fast.direct(logits, mask) else _spatial_softmax
+    probs, entropy = op(logits, temperature, smoothing, mask)
     return (probs, entropy) if return_entropy else probs
