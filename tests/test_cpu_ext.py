@@ -292,6 +292,24 @@ def test_gather_many_patches_split_over_threads(layout):
         assert torch.equal(out, ref), threads
 
 
+@pytest.mark.usefixtures("each_cpu_capability")
+@pytest.mark.parametrize(
+    "dtype,layout,W", [(torch.uint8, "HWC", 1400), (torch.uint8, "CHW", 4100), (torch.uint16, "CHW", 2048)]
+)
+def test_gather_rows_a_page_apart(dtype, layout, W):
+    # Image rows >= 4 KiB apart switch on the touch-ahead loads (kTouch): patches over every border (rows
+    # above and below the image are skipped by the touches), shares split mid-patch over 2 threads.
+    img = _image(dtype, B=3, C=3, H=40, W=W, layout=layout)
+    g = torch.Generator().manual_seed(6)
+    ys = torch.randint(-30, 45, (3, 41, 1), generator=g)  # 3 * 41 * 23 rows: 2 threads split mid-patch
+    xs = torch.randint(-20, W + 5, (3, 41, 1), generator=g)
+    offs = torch.cat([ys, xs], 2)
+    ref = R.gather(img, offs, 23, 17, layout, dtype, None, None)
+    for threads in (1, 2):
+        out = _with_threads(threads, lambda: OPS.gather(img, offs, 23, 17, layout, dtype, None, None))
+        assert torch.equal(out, ref), threads
+
+
 def test_gather_extreme_offsets_and_empty():
     img = _image(torch.uint8)
     offs = torch.tensor([[[2**62, -(2**62)], [-(2**62), 3]], [[0, 0], [2**63 - 1, -(2**63)]]])

@@ -68,6 +68,7 @@ def test_sample_call_skips_the_custom_op_and_matches_it(monkeypatch):
     assert probs.grad is not None
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:FutureWarning")
 def test_direct_refuses_modes_transforms_and_subclasses():
     x = torch.randn(3)
     assert _fast.direct(x, None)
@@ -84,6 +85,9 @@ def test_direct_refuses_modes_transforms_and_subclasses():
     torch.vmap(lambda t: seen.append(_fast.direct(t)) or t)(torch.ones(2, 3))
     torch.func.grad(lambda t: seen.append(_fast.direct(t)) or t.sum())(torch.ones(3))
     assert seen == [False, False]
+    traced = []
+    torch.jit.trace(lambda t: traced.append(_fast.direct(t)) or t * 2, (x,), check_trace=False)
+    assert traced == [False]
     if torch.cuda.is_available():
         assert not _fast.direct(x.cuda())
 

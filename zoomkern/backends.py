@@ -118,7 +118,8 @@ def select(op: str, device: torch.device) -> tuple[str, object]:
     Every op call asks, so the answer is cached per (op, device, ZOOMKERN_BACKEND): what decides it (the
     extension, triton, the interpreter flag) is fixed once imported, and the walk costs ~10 us.
     """
-    return _select(op, torch.device(device), _forced())
+    dev = device if isinstance(device, torch.device) else torch.device(device)
+    return _select(op, dev, _forced())
 
 
 @functools.lru_cache(maxsize=256)
