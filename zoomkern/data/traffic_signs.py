@@ -22,9 +22,12 @@ same labels.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 from ._image import DataError, ImageFileDataset
 
@@ -156,3 +159,12 @@ class TrafficSigns(ImageFileDataset):
             raise DataError(f"{Path(root) / SETS[split]}: no image left after the speed-limit filter")
         super().__init__(paths, labels, CLASSES, scale=scale, transform=transform, cache=cache, size=size)
         self.root, self.split = Path(root), split
+
+    def object_boxes(self, i: int) -> np.ndarray:
+        """(k, 4) int64 y0, x0, y1, x1 (half-open, pixels) of image i's annotated speed-limit signs, for
+        the patch diagnosis (which share of the patches land on a sign); (0, 4) on EMPTY images."""
+        b = [s.box for s in self.signs[i] if s.name in CLASSES[1:]]
+        out = np.zeros((len(b), 4), np.int64)
+        for k, (x0, y0, x1, y1) in enumerate(b):
+            out[k] = math.floor(y0), math.floor(x0), math.ceil(y1), math.ceil(x1)
+        return out
