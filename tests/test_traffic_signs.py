@@ -176,3 +176,29 @@ def test_preset_trains_and_logs_sign_hits(tmp_path):
     for k in ("train_patch_object", "train_image_object", "test_patch_object", "test_image_object"):
         assert 0.0 <= float(row[k]) <= 1.0, (k, row[k])
     assert "train_patch_digit" not in row
+
+
+def test_stratified_folds_over_set1(tmp_path):
+    """--folds K on traffic signs: Set1 split into K stratified folds; fold k's 'valid' part is the
+    held-out test set, its 'train' part the rest; the K held-out parts partition Set1."""
+    from zoomkern.data.traffic_like import make_traffic_like
+    from zoomkern.training import TrainConfig
+    from zoomkern.training.kfold import fold_numbers
+    from zoomkern.training.registry import build
+
+    make_traffic_like(tmp_path, 12, 1, progress=False)  # labels 0 x3, then 1, 2, 3 three times each
+    full = TrafficSigns(tmp_path, "train")
+    held = []
+    for k in (1, 2, 3):
+        spec = build(TrainConfig(dataset="traffic_signs", root=str(tmp_path), folds=3, fold=k, augment=True))
+        tr, va = spec.train, spec.test
+        assert set(tr.paths).isdisjoint(va.paths) and sorted(tr.paths + va.paths) == sorted(full.paths)
+        assert sorted(va.labels.tolist()) == [0, 1, 2, 3] and va.transform is None and tr.transform
+        assert all(s == full.signs[full.paths.index(p)] for p, s in zip(va.paths, va.signs, strict=True))
+        held += va.paths
+    assert sorted(held) == sorted(full.paths)
+    assert fold_numbers(TrainConfig(dataset="traffic_signs", root=str(tmp_path), folds=3)) == [1, 2, 3]
+    with pytest.raises(ValueError, match="split='valid' needs a fold"):
+        TrafficSigns(tmp_path, "valid")
+    with pytest.raises(ValueError, match="fold=4: folds are numbered 1..3"):
+        TrafficSigns(tmp_path, "valid", fold=4, folds=3)
