@@ -1,6 +1,8 @@
 """The Swedish traffic-sign loader on fixtures in the real layout: Set1/ and Set2/ with JPEG images and
 annotations.txt files carrying the real files' quirks (stray characters in numbers, CRLF, empty lines)."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -169,13 +171,14 @@ def test_preset_trains_and_logs_sign_hits(tmp_path):
     make_traffic_like(tmp_path / "d", 8, 4, progress=False)
     cfg = TrainConfig(**{**PRESETS["traffic_signs"], "root": str(tmp_path / "d"), "out": str(tmp_path / "r"),
                          "n_tiles": 2, "n_sub": 2, "n_tiles_eval": 2, "n_sub_eval": 2, "epochs": 1,
-                         "batch_size": 4, "device": "cpu", "plot_images": 0})  # fmt: skip
+                         "batch_size": 4, "device": "cpu", "plot_images": 1})  # fmt: skip
     s = train(cfg)
     with open(s["csv"]) as f:
         (row,) = list(csv.DictReader(f))
     for k in ("train_patch_object", "train_image_object", "test_patch_object", "test_image_object"):
         assert 0.0 <= float(row[k]) <= 1.0, (k, row[k])
     assert "train_patch_digit" not in row
+    assert os.path.getsize(s["diagnosis_plot"]) > 1000  # the object shares and entropies per epoch
 
 
 def test_stratified_folds_over_set1(tmp_path):
