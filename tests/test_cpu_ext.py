@@ -265,6 +265,51 @@ def test_gather_interleaved_rows(C, dtype, out_dtype, norm):
         assert torch.equal(out, ref), (pw, (out.double() - ref.double()).abs().max())
 
 
+@pytest.mark.usefixtures("each_cpu_capability")
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+def test_gather_short_rows_every_width(dtype):
+    # Unconverted rows of up to 64 bytes are copied inline as two overlapping moves (8/16/32 bytes): every
+    # width 1..70 pixels, clipped at both borders so the copied run is shorter than the patch too.
+    img = _image(dtype, B=2, C=2, H=9, W=83)
+    for pw in range(1, 71):
+        offs = torch.tensor([[y, x] for y in (-2, 3) for x in (-5, 0, 3, 83 - pw, 80)])
+        offs = offs[None].expand(2, -1, -1).contiguous()
+        out = OPS.gather(img, offs, 4, pw, "CHW", dtype, None, None)
+        assert torch.equal(out, R.gather(img, offs, 4, pw, "CHW", dtype, None, None)), pw
+
+
+@pytest.mark.usefixtures("each_cpu_capability")
+@pytest.mark.parametrize("layout", ["CHW", "HWC"])
+def test_gather_many_patches_split_over_threads(layout):
+    # The prefetch cursor runs ahead across patch ends and stops at each thread's share: many short
+    # patches (some outside the image), tasks that start and end mid-patch, 1 and 2 threads alike.
+    img = _image(torch.uint8, B=3, C=3, H=200, W=170, layout=layout)
+    g = torch.Generator().manual_seed(5)
+    offs = torch.randint(-40, 200, (3, 70, 2), generator=g)
+    ref = R.gather(img, offs, 37, 33, layout, torch.uint8, None, None)
+    for threads in (1, 2):
+        out = _with_threads(threads, lambda: OPS.gather(img, offs, 37, 33, layout, torch.uint8, None, None))
+        assert torch.equal(out, ref), threads
+
+
+@pytest.mark.usefixtures("each_cpu_capability")
+@pytest.mark.parametrize(
+    "dtype,layout,W", [(torch.uint8, "HWC", 1400), (torch.uint8, "CHW", 4100), (torch.uint16, "CHW", 2048)]
+)
+def test_gather_rows_a_page_apart(dtype, layout, W):
+    # Image rows >= 4 KiB apart switch on the touch-ahead loads (kTouch): patches over every border (rows
+    # above and below the image are skipped by the touches), shares split mid-patch over 2 threads.
+    img = _image(dtype, B=3, C=3, H=40, W=W, layout=layout)
+    g = torch.Generator().manual_seed(6)
+    ys = torch.randint(-30, 45, (3, 41, 1), generator=g)  # 3 * 41 * 23 rows: 2 threads split mid-patch
+    xs = torch.randint(-20, W + 5, (3, 41, 1), generator=g)
+    offs = torch.cat([ys, xs], 2)
+    ref = R.gather(img, offs, 23, 17, layout, dtype, None, None)
+    for threads in (1, 2):
+        out = _with_threads(threads, lambda: OPS.gather(img, offs, 23, 17, layout, dtype, None, None))
+        assert torch.equal(out, ref), threads
+
+
 def test_gather_extreme_offsets_and_empty():
     img = _image(torch.uint8)
     offs = torch.tensor([[[2**62, -(2**62)], [-(2**62), 3]], [[0, 0], [2**63 - 1, -(2**63)]]])

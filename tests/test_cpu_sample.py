@@ -80,3 +80,31 @@ def test_rows_split_over_threads_give_the_same_draws(B, N, dtype):
         assert torch.equal(a, b)
     _check_rows(one[0], R.sample(probs, 25, False, _seed(3, 4)), dtype)
     assert torch.equal(one[1], R.sample(probs, 25, True, _seed(3, 4)))
+
+
+# The kernel checks the values in its own pass (no separate probs.min()): every place a bad value can sit
+# must be seen. Cells: the heap-filling phase (j < k), the vector blocks, the row tail (N % 8, N % 64), the
+# last row of a group of 8 rows (with replacement) and the second piece of a row split over 2 threads.
+@pytest.mark.parametrize("replace", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", ["nan", "negative"])
+@pytest.mark.parametrize("B,N,row,col", [(1, 5, 0, 1), (3, 1000, 2, 517), (9, 203, 8, 202), (2, 203, 1, 200)])
+def test_kernel_refuses_nan_and_negative_probs(replace, dtype, bad, B, N, row, col):
+    probs = _probs(B, N, dtype)
+    idx_ok = OPS.sample(probs, 3, replace, _seed())  # the same input without the bad value passes
+    assert idx_ok.shape == (B, 3)
+    probs[row, col] = float("nan") if bad == "nan" else -1e-7
+    msg = "probs contains NaN" if bad == "nan" else "probs contains negative values"
+    for threads in (1, 2):
+        with pytest.raises(ValueError, match=msg):
+            _with_threads(threads, lambda: OPS.sample(probs, 3, replace, _seed()))
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_kernel_refuses_bad_value_in_second_piece_of_a_split_row(replace):
+    probs = _probs(1, 20000, torch.float32)
+    probs[0, 15001] = float("nan")
+    with pytest.raises(ValueError, match="probs contains NaN"):
+        _with_threads(2, lambda: OPS.sample(probs, 4, replace, _seed()))
+    probs[0, 15001] = -0.0  # negative zero is not negative
+    assert OPS.sample(probs, 4, replace, _seed()).shape == (1, 4)

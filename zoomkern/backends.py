@@ -49,6 +49,7 @@ def _triton():
         return None, f"triton is unavailable ({type(e).__name__}: {e})"
 
 
+@functools.cache
 def _ops_module(ns: str) -> types.SimpleNamespace:
     lib = getattr(torch.ops, ns)
     return types.SimpleNamespace(
@@ -112,8 +113,17 @@ def module(name: str):
 
 
 def select(op: str, device: torch.device) -> tuple[str, object]:
-    """The backend that runs ``op`` for tensors on ``device``: (name, kernel module)."""
-    forced = _forced()
+    """The backend that runs ``op`` for tensors on ``device``: (name, kernel module).
+
+    Every op call asks, so the answer is cached per (op, device, ZOOMKERN_BACKEND): what decides it (the
+    extension, triton, the interpreter flag) is fixed once imported, and the walk costs ~10 us.
+    """
+    dev = device if isinstance(device, torch.device) else torch.device(device)
+    return _select(op, dev, _forced())
+
+
+@functools.lru_cache(maxsize=256)
+def _select(op: str, device: torch.device, forced: str | None) -> tuple[str, object]:
     if forced is not None:
         if forced not in ORDER:
             raise BackendError(f"ZOOMKERN_BACKEND={forced!r} is not one of {ORDER}")

@@ -9,7 +9,11 @@
 // With replacement: draw m uses the 52-bit u(row, m); index = first i with cdf_i > u * cdf_{N-1}, the cdf
 // accumulated sequentially in double exactly like torch.cumsum of the float64 probs, clamped to the last
 // positive position.
+// Both kernels check the values in their own pass over the probabilities: NaN or a negative value is a
+// ValueError (c10::ValueError) naming probs, raised after the kernel.
+#include <ATen/ops/any.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/isnan.h>
 
 #include "../common/ops.h"
 #include "sample_cpu_vec.h"
@@ -35,7 +39,11 @@ at::Tensor sample_cpu(const at::Tensor& probs_in, int64_t k, bool replace, const
   const uint32_t s1 = static_cast<uint32_t>(seed_c.data_ptr<int64_t>()[1]);
   at::Tensor out = at::empty({B, k}, probs.options().dtype(at::kLong));
   if (B == 0 || k == 0) return out;
-  ZOOMKERN_CPU_CALL(sample_kernel, probs, k, replace, s0, s1, out);
+  if (!ZOOMKERN_CPU_CALL(sample_kernel, probs, k, replace, s0, s1, out)) {
+    // Only on failure: which of the two it was, for the message (the op's Python check said the same).
+    const bool nan = at::isnan(probs).any().item<bool>();
+    TORCH_CHECK_VALUE(false, nan ? "probs contains NaN" : "probs contains negative values");
+  }
   return out;
 }
 

@@ -76,6 +76,25 @@ inline IVec gumbel_hash_v(uint32_t s0, uint32_t s1, uint32_t row, const uint32_t
 #endif
 }
 
+// The probabilities are checked in the kernels' own pass over them (a separate probs.min() cost a second
+// read of the input and a second parallel region): a running vector min, NaN-propagating, is >= 0 iff no
+// value is NaN or negative.
+template <typename scalar_t>
+inline bool min_ok(const at::vec::Vectorized<scalar_t>& m) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  return at::vec::vec_reduce_all<scalar_t>([](Vec a, Vec b) { return at::vec::minimum(a, b); }, m) >=
+         scalar_t(0);
+}
+
+// m = min(m, p[0, n)), n <= a few vectors (one cdf block, in L1 after its sums); padded lanes are 0.
+template <typename scalar_t>
+inline void min_into(at::vec::Vectorized<scalar_t>& m, const scalar_t* p, int64_t n) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t j = 0;
+  for (; j + Vec::size() <= n; j += Vec::size()) m = at::vec::minimum(m, Vec::loadu(p + j));
+  if (j < n) m = at::vec::minimum(m, Vec::loadu(p + j, n - j));
+}
+
 template <typename scalar_t>
 struct Key {
   scalar_t key;
@@ -94,6 +113,8 @@ struct TopK {
   Key<scalar_t>* heap;
   int64_t n = 0, k;
   scalar_t w_margin = scalar_t(0);  // worst key * (1 - 2^-20), valid once full
+  bool valid = true;                 // no NaN or negative probability seen (scalar cells)
+  at::vec::Vectorized<scalar_t> vmin{scalar_t(0)};  // running min of the vector blocks (NaN propagates)
 
   static bool cmp(const Key<scalar_t>& a, const Key<scalar_t>& b) { return ranks_before(a, b); }
   bool full() const { return n == k; }
@@ -114,6 +135,7 @@ struct TopK {
 
   // One cell, scalar: the heap filling phase and the row's tail.
   void scalar_cell(scalar_t pj, uint32_t h, int64_t j) {
+    valid &= pj >= scalar_t(0);  // false for NaN too
     if (full() && !(pj > scalar_t(0))) return;
     const scalar_t v = gumbel_v<scalar_t>(h);
     if (full() && v * w_margin >= pj) return;
@@ -129,6 +151,7 @@ inline void block_f32(TopK<float>& t, const float* p, int64_t j, const IVec& h) 
   const FVec lo = (at::vec::convert_to_fp_of_same_size<float>(h & IVec(255)) + FVec(0.5f)) * FVec(0x1p-32f);
   const FVec v = at::vec::minimum(hi + lo, FVec(kV32Max));
   const FVec pv = FVec::loadu(p + j);
+  t.vmin = at::vec::minimum(t.vmin, pv);  // the value check rides on the load: NaN or < 0 shows in the min
   if ((v * FVec(t.w_margin) < pv).zero_mask() == (1 << L) - 1) return;  // no lane can enter
   alignas(64) float vs[L];
   alignas(64) float keys[L];
@@ -146,6 +169,7 @@ inline void block_f64(TopK<double>& t, const double* p, int64_t j, const IVec& h
   h.store(hs);
   for (int64_t l = 0; l < L; ++l) {
     const double pj = p[j + l];
+    t.valid &= pj >= 0.0;
     if (!(pj > 0.0)) continue;
     const double v = gumbel_v_f64(hs[l]);
     if (v * t.w_margin >= pj) continue;
@@ -153,10 +177,11 @@ inline void block_f64(TopK<double>& t, const double* p, int64_t j, const IVec& h
   }
 }
 
-// Top k of columns [j0, j1) of one row into `heap` (at most k kept); returns how many.
+// Top k of columns [j0, j1) of one row into `heap` (at most k kept); returns how many, and clears `valid`
+// when a value is NaN or negative.
 template <typename scalar_t>
 int64_t topk_piece(const scalar_t* p, const uint32_t* colh, int64_t j0, int64_t j1, int64_t k, uint32_t s0,
-                   uint32_t s1, uint32_t row, Key<scalar_t>* heap) {
+                   uint32_t s1, uint32_t row, Key<scalar_t>* heap, char& valid) {
   TopK<scalar_t> t{heap, 0, k};
   int64_t j = j0;
   for (; j < j1 && !t.full(); ++j) t.scalar_cell(p[j], counter_hash(s0, s1, row, static_cast<uint32_t>(j), 0), j);
@@ -169,11 +194,13 @@ int64_t topk_piece(const scalar_t* p, const uint32_t* colh, int64_t j0, int64_t 
     }
   }
   for (; j < j1; ++j) t.scalar_cell(p[j], counter_hash(s0, s1, row, static_cast<uint32_t>(j), 0), j);
+  valid = t.valid && min_ok(t.vmin);
   return t.n;
 }
 
+// Returns false (indices unspecified) when a probability is NaN or negative.
 template <typename scalar_t>
-void without_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, uint32_t s0, uint32_t s1,
+bool without_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, uint32_t s0, uint32_t s1,
                          int64_t* op) {
   // Pieces per row: enough tasks for every thread when rows are few, each piece >= kMinPiece columns.
   const int64_t threads = at::get_num_threads();
@@ -182,6 +209,7 @@ void without_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, ui
   // One scratch for the call: k keys per task plus their counts.
   std::vector<Key<scalar_t>> scratch(static_cast<size_t>(B * pieces * k));
   std::vector<int64_t> kept(static_cast<size_t>(B * pieces));
+  std::vector<char> valid(static_cast<size_t>(B * pieces), 1);
   // One parallel region per call: on a busy machine every region ends waiting for its slowest thread, and a
   // descheduled thread turns a region's barrier into milliseconds. The column hashes and the merge are
   // serial (N hashes; pieces * k keys per row).
@@ -195,9 +223,12 @@ void without_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, ui
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / pieces, c = t % pieces;
       const int64_t j0 = c * width, j1 = std::min(N, j0 + width);
-      kept[t] = j0 < j1 ? topk_piece(pp + b * N, colh.data(), j0, j1, k, s0, s1, static_cast<uint32_t>(b), &scratch[t * k]) : 0;
+      kept[t] = j0 < j1 ? topk_piece(pp + b * N, colh.data(), j0, j1, k, s0, s1, static_cast<uint32_t>(b),
+                                     &scratch[t * k], valid[t])
+                        : 0;
     }
   });
+  if (std::find(valid.begin(), valid.end(), char(0)) != valid.end()) return false;
   auto cmp = [](const Key<scalar_t>& a, const Key<scalar_t>& b) { return ranks_before(a, b); };
   for (int64_t b = 0; b < B; ++b) {
     Key<scalar_t>* keys = &scratch[b * pieces * k];
@@ -210,6 +241,7 @@ void without_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, ui
     else std::sort(keys, keys + n, cmp);
     for (int64_t m = 0; m < k; ++m) op[b * k + m] = keys[m].idx;
   }
+  return true;
 }
 
 // With replacement. Pass 1 walks kRowsR rows together (independent add chains) and keeps the exact
@@ -218,17 +250,25 @@ void without_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, ui
 // sequential cumsum, so the result is bit for bit torch.searchsorted(torch.cumsum(p.double()), u * total).
 constexpr int64_t kBlock = 64;
 
-// Float64 cumsum of R rows at once, storing the running sum at each block end.
+// Float64 cumsum of R rows at once, storing the running sum at each block end. Each block is checked for
+// NaN and negative values while it is in L1 (a vector min per row); returns false if one was found.
 template <int R, typename scalar_t>
-void block_ends(const scalar_t* pp, double* ends, int64_t b0, int64_t N, int64_t nblk) {
+bool block_ends(const scalar_t* pp, double* ends, int64_t b0, int64_t N, int64_t nblk) {
   double acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = 0.0;
+  at::vec::Vectorized<scalar_t> mins[R];
+  for (int r = 0; r < R; ++r) acc[r] = 0.0, mins[r] = at::vec::Vectorized<scalar_t>(scalar_t(0));
   for (int64_t blk = 0; blk < nblk; ++blk) {
-    const int64_t j1 = std::min(N, (blk + 1) * kBlock);
-    for (int64_t j = blk * kBlock; j < j1; ++j)
+    const int64_t j0 = blk * kBlock, j1 = std::min(N, j0 + kBlock);
+    for (int64_t j = j0; j < j1; ++j)
       for (int r = 0; r < R; ++r) acc[r] += static_cast<double>(pp[(b0 + r) * N + j]);
-    for (int r = 0; r < R; ++r) ends[(b0 + r) * nblk + blk] = acc[r];
+    for (int r = 0; r < R; ++r) {
+      ends[(b0 + r) * nblk + blk] = acc[r];
+      min_into(mins[r], pp + (b0 + r) * N + j0, j1 - j0);
+    }
   }
+  bool ok = true;
+  for (int r = 0; r < R; ++r) ok &= min_ok(mins[r]);
+  return ok;
 }
 
 // The k draws of row b from its block-end cdf values e.
@@ -260,37 +300,42 @@ void draws_row(const scalar_t* p, const double* e, int64_t N, int64_t nblk, int6
   }
 }
 
+// Returns false (indices unspecified) when a probability is NaN or negative.
 template <typename scalar_t>
-void with_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, uint32_t s0, uint32_t s1, int64_t* op) {
+bool with_replacement(const scalar_t* pp, int64_t B, int64_t N, int64_t k, uint32_t s0, uint32_t s1, int64_t* op) {
   const int64_t nblk = (N + kBlock - 1) / kBlock;
   std::vector<double> ends(static_cast<size_t>(B * nblk));  // one buffer per call, not per row
   const int64_t groups = (B + kRowsR - 1) / kRowsR;
+  std::vector<char> valid(static_cast<size_t>(groups), 1);
   // One parallel region per call (see without_replacement): each task sums its rows, then serves their draws.
   at::parallel_for(0, groups, 1, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
       const int64_t r0 = g * kRowsR, r1 = std::min(B, r0 + kRowsR);
       int64_t b = r0;
-      if (r1 - b == kRowsR) block_ends<kRowsR>(pp, ends.data(), b, N, nblk), b = r1;
-      for (; b + 4 <= r1; b += 4) block_ends<4>(pp, ends.data(), b, N, nblk);
-      for (; b + 2 <= r1; b += 2) block_ends<2>(pp, ends.data(), b, N, nblk);
-      for (; b < r1; ++b) block_ends<1>(pp, ends.data(), b, N, nblk);
+      bool ok = true;
+      if (r1 - b == kRowsR) ok &= block_ends<kRowsR>(pp, ends.data(), b, N, nblk), b = r1;
+      for (; b + 4 <= r1; b += 4) ok &= block_ends<4>(pp, ends.data(), b, N, nblk);
+      for (; b + 2 <= r1; b += 2) ok &= block_ends<2>(pp, ends.data(), b, N, nblk);
+      for (; b < r1; ++b) ok &= block_ends<1>(pp, ends.data(), b, N, nblk);
+      valid[g] = ok;
+      if (!ok) continue;  // the call fails: skip the draws
       for (b = r0; b < r1; ++b) draws_row(pp + b * N, &ends[b * nblk], N, nblk, k, s0, s1, b, op + b * k);
     }
   });
+  return std::find(valid.begin(), valid.end(), char(0)) == valid.end();
 }
 
 }  // namespace
 
-void sample_kernel(const at::Tensor& probs, int64_t k, bool replace, uint32_t s0, uint32_t s1, at::Tensor& out) {
+bool sample_kernel(const at::Tensor& probs, int64_t k, bool replace, uint32_t s0, uint32_t s1, at::Tensor& out) {
   const int64_t B = probs.size(0), N = probs.size(1);
   int64_t* op = out.data_ptr<int64_t>();
   if (probs.scalar_type() == at::kFloat) {
     const float* pp = probs.data_ptr<float>();
-    replace ? with_replacement(pp, B, N, k, s0, s1, op) : without_replacement(pp, B, N, k, s0, s1, op);
-  } else {
-    const double* pp = probs.data_ptr<double>();
-    replace ? with_replacement(pp, B, N, k, s0, s1, op) : without_replacement(pp, B, N, k, s0, s1, op);
+    return replace ? with_replacement(pp, B, N, k, s0, s1, op) : without_replacement(pp, B, N, k, s0, s1, op);
   }
+  const double* pp = probs.data_ptr<double>();
+  return replace ? with_replacement(pp, B, N, k, s0, s1, op) : without_replacement(pp, B, N, k, s0, s1, op);
 }
 
 }  // namespace CPU_CAPABILITY

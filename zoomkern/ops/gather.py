@@ -14,9 +14,16 @@ import torch
 from torch import Tensor
 
 from .. import backends, reference
-from . import _checks
+from . import _checks, _fast
 
 IMAGE_DTYPES = (torch.uint8, torch.uint16, *_checks.FLOATS)
+
+
+def _cut(image, offsets, ph, pw, layout, out_dtype, mean, std):
+    """The op's body: what the custom op runs, and what gather_patches calls directly (_fast.direct)."""
+    # Offsets on CUDA with a pinned host image: the cuda kernel reads the patch bytes over UVA.
+    _, kern = backends.select("gather", offsets.device)
+    return kern.gather(image, offsets.contiguous(), ph, pw, layout, out_dtype, mean, std)
 
 
 @torch.library.custom_op("zoomkern::gather_patches", mutates_args=())
@@ -30,9 +37,7 @@ def _gather_patches(
     mean: Optional[Tensor],
     std: Optional[Tensor],
 ) -> Tensor:
-    # Offsets on CUDA with a pinned host image: the cuda kernel reads the patch bytes over UVA.
-    _, kern = backends.select("gather", offsets.device)
-    return kern.gather(image, offsets.contiguous(), ph, pw, layout, out_dtype, mean, std)
+    return _cut(image, offsets, ph, pw, layout, out_dtype, mean, std)
 
 
 @_gather_patches.register_fake
@@ -191,7 +196,9 @@ def gather_patches(
     C = image.shape[1] if layout == "CHW" else image.shape[3]
     mean_t = _channel_vector("mean", mean, C, offsets.device)
     std_t = _channel_vector("std", std, C, offsets.device)
-    out = _gather_patches(image, offsets, ph, pw, layout, out_dtype, mean_t, std_t)
+    # No autograd, tracing or mode to serve: the body without the custom-op dispatch (~40 us less).
+    op = _cut if _fast.direct(image, offsets) else _gather_patches
+    out = op(image, offsets, ph, pw, layout, out_dtype, mean_t, std_t)
     if device is not None and torch.device(device) != out.device:
         out = out.to(device, non_blocking=out.is_pinned())
     return out

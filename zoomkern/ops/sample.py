@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .. import _rng, backends
-from . import _checks
+from . import _checks, _fast
 
 
 class Samples(NamedTuple):
@@ -49,19 +49,26 @@ def _check_draws(flat: Tensor, idx: Tensor, k: int, replace: bool, *, sync: bool
         raise ValueError(msg)
 
 
-@torch.library.custom_op("zoomkern::sample_patches", mutates_args=())
-def _sample_patches(probs: Tensor, k: int, replace: bool, seed: Tensor) -> Tensor:
+def _draw(probs: Tensor, k: int, replace: bool, seed: Tensor) -> Tensor:
+    """The op's body: what the custom op runs, and what sample_patches calls directly (_fast.direct)."""
     B = probs.shape[0]
     flat = probs.reshape(B, -1)
-    flat = flat.to(torch.float64 if flat.dtype == torch.float64 else torch.float32).contiguous()
+    if flat.dtype not in (torch.float32, torch.float64):  # a no-op .to() still costs ~1 us
+        flat = flat.to(torch.float32)
+    flat = flat.contiguous()
     sync = flat.device.type == "cpu"
-    if sync and flat.numel():
+    name, kern = backends.select("sample", probs.device)
+    if sync and flat.numel() and name != "cpu":  # the cpu kernel checks the values in its own pass
         _check_values(flat)
-    _, kern = backends.select("sample", probs.device)
     idx = kern.sample(flat, k, replace, seed)
     if idx.numel():
         _check_draws(flat, idx, k, replace, sync=sync)
     return idx
+
+
+@torch.library.custom_op("zoomkern::sample_patches", mutates_args=())
+def _sample_patches(probs: Tensor, k: int, replace: bool, seed: Tensor) -> Tensor:
+    return _draw(probs, k, replace, seed)
 
 
 @_sample_patches.register_fake
@@ -87,5 +94,7 @@ def sample_patches(probs, k, *, replace=False, generator=None) -> Samples:
     if probs.shape[0] and n == 0:
         raise ValueError(f"probs has no positions (shape {tuple(probs.shape)}); cannot draw k={k}")
     seed = _rng.make_seed(probs.device, generator)
-    indices = _sample_patches(probs.detach(), k, bool(replace), seed)
+    # No tracing or mode to serve: the body without the custom-op dispatch (the indices carry no gradient).
+    p = probs.detach()
+    indices = (_draw if _fast.direct(p, seed) else _sample_patches)(p, k, bool(replace), seed)
     return Samples(indices, torch.gather(probs.reshape(probs.shape[0], -1), 1, indices))
