@@ -138,11 +138,26 @@ def low_view(image, lowres: torch.Tensor | None, scale: float, device) -> torch.
     return F.interpolate(to_float(image), size=size, mode="area").to(device)
 
 
-def pool_logits(logits: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(B, 1, h, w) -> (B, gh, gw). Max pooling: a small object in a large cell must not be diluted."""
-    if tuple(logits.shape[-2:]) != tuple(grid):
-        logits = F.adaptive_max_pool2d(logits, grid)
-    return logits[:, 0]
+POOLINGS = ("max", "lse")
+
+
+def pool_logits(logits: torch.Tensor, grid: tuple[int, int], mode: str = "max") -> torch.Tensor:
+    """(B, 1, h, w) -> (B, gh, gw). "max": a small object in a large cell must not be diluted. "lse":
+    log of the mean of exp(logit) over the cell, a smooth maximum whose gradient reaches every pixel.
+
+    Why "lse" (issue 12): with max pooling, once a net scores the empty background above everything
+    else (it did on the demo, at a 10x stage-I learning rate), every cell's maximum is a background pixel
+    of the same value: the pooled logits are equal, and their gradient, sum_j dL/dl_j times the same
+    background derivative, is exactly zero (softmax gradients sum to zero), so the net cannot leave."""
+    if tuple(logits.shape[-2:]) == tuple(grid):
+        return logits[:, 0]
+    if mode == "max":
+        return F.adaptive_max_pool2d(logits, grid)[:, 0]
+    if mode != "lse":
+        raise ValueError(f"pooling mode must be one of {POOLINGS}, got {mode!r}")
+    top = logits.detach().float().amax((1, 2, 3), keepdim=True)  # per image: exp stays in range
+    mean = F.adaptive_avg_pool2d(torch.exp(logits.float() - top), grid)
+    return (torch.log(mean.clamp_min(1e-30)) + top)[:, 0]
 
 
 def grid_mask(mask: torch.Tensor, grid: tuple[int, int], device) -> torch.Tensor:
@@ -242,6 +257,24 @@ def aggregate(
         return (w.unsqueeze(-1) * features).sum(1)
     with torch.autocast(features.device.type, enabled=False):
         return zk.expectation(features, probs, replace=replace)
+
+
+def loo_baseline(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """(B, N, D) features of N draws WITH replacement, their sampled probabilities (B, N) -> (B, D) zeros
+    whose gradient subtracts a leave-one-out baseline from the score-function term of zk.expectation.
+
+    zk.expectation gives draw m's probability the gradient <g, f_m> / (N p_m); this term adds
+    -<g, b_m> / (N p_m) with b_m = the mean of the OTHER draws' features (detached), so draw m is pushed up
+    or down by how much better it did than its companions, not by the features' common offset. b_m does
+    not depend on draw m (i.i.d. draws), so the expectation of the gradient is unchanged; its forward
+    value is exactly zero (p / p == 1 in floating point, and the sampled p are > 0)."""
+    n = features.shape[1]
+    if n < 2:
+        return features.new_zeros(features.shape[0], features.shape[-1], dtype=torch.float32)
+    f = features.detach().float()
+    b = (f.sum(1, keepdim=True) - f) / (n - 1)
+    p = probs.float()
+    return (b * (1.0 - p / p.detach()).unsqueeze(-1)).mean(1)
 
 
 def feature_dim(net: nn.Module, default: int | None) -> int:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# "leaky_relu": a unit pushed below zero by the noisy score-function steps still gets a gradient; with
+# ReLU a 10x stage-I learning rate left every unit of the demo's stage-I net dead by epoch 5 (README).
+ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True)}
+
 
 class AttentionNet(nn.Module):
     """(B, C, h, w) view -> (B, 1, h, w) attention logits (same resolution, 'same' padding).
@@ -20,18 +24,23 @@ class AttentionNet(nn.Module):
     ``pool > 1`` area-averages the view by ``pool`` first, and the logits come out that much smaller: for
     low views far finer than the tile grid (a 1563-px slide view over 49 x 49 tiles), where the convs
     at full view size cost 16x more (measured: 18 s of a 21 s CPU step) for logits max-pooled away anyway.
+    ``activation``: "relu" or "leaky_relu" (see ACTIVATIONS).
     """
 
     def __init__(self, in_channels: int = 1, width: int = 8, depth: int = 3, padding_mode: str = "zeros",
-                 pool: int = 1):  # fmt: skip
+                 pool: int = 1, activation: str = "relu"):  # fmt: skip
         super().__init__()
         if padding_mode not in ("zeros", "replicate", "reflect"):
             raise ValueError(f"padding_mode must be 'zeros', 'replicate' or 'reflect', got {padding_mode!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}"
+            )
         layers: list[nn.Module] = [nn.AvgPool2d(pool, ceil_mode=True)] if pool > 1 else []
         c = in_channels
         pm = padding_mode
         for _ in range(depth - 1):
-            layers += [nn.Conv2d(c, width, 3, padding=1, padding_mode=pm), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c, width, 3, padding=1, padding_mode=pm), ACTIVATIONS[activation]()]
             c = width
         last = nn.Conv2d(c, 1, 3, padding=1, padding_mode=pm)
         nn.init.zeros_(last.weight)

@@ -68,6 +68,11 @@ class ZoomInOptions(SamplingOptions):
     entropy2: float | None = None
     contrastive: bool = False
     contrastive_weight: float = 1.0
+    # stage I's score-function gradient with a leave-one-out baseline (same value, same expectation,
+    # lower variance): draw m's coefficient uses <g, f_m - mean of the other draws> (issue 12)
+    tile_baseline: bool = False
+    # how stage I pools its logit map to the tile grid: "max" or "lse" (log-mean-exp, see base.pool_logits)
+    tile_pooling: str = "max"
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
 

@@ -92,6 +92,10 @@ class ZoomIn(nn.Module):
         self.entropy1 = o.entropy if o.entropy1 is None else o.entropy1
         self.entropy2 = o.entropy if o.entropy2 is None else o.entropy2
         self.contrastive, self.contrastive_weight = o.contrastive, o.contrastive_weight
+        self.tile_baseline = o.tile_baseline
+        if o.tile_pooling not in base.POOLINGS:
+            raise ValueError(f"tile_pooling must be one of {base.POOLINGS}, got {o.tile_pooling!r}")
+        self.tile_pooling = o.tile_pooling
         self.generator: torch.Generator | None = None  # None: the global torch RNG (saved in checkpoints)
 
     def tile_grid(self, H: int, W: int) -> tuple[int, int]:
@@ -126,7 +130,9 @@ class ZoomIn(nn.Module):
             mask = base.padding_mask(image, low.shape[-2:], dev)
         if mask is not None:
             mask = base.grid_mask(mask, grid, dev)
-        a, ent = self._softmax(base.pool_logits(self.attention1(low), grid), low, grid, mask)
+        a, ent = self._softmax(
+            base.pool_logits(self.attention1(low), grid, self.tile_pooling), low, grid, mask
+        )
         return a, ent, grid
 
     def stage2(self, image, a, grid, n_tiles, n_sub, det, inverted=False):
@@ -226,7 +232,12 @@ class ZoomIn(nn.Module):
             f_u = f_u.index_put((rows,), f_k)
         B, N = plan["t_p"].shape
         f_draws = f_u[plan["slot_u"]].reshape(B, N, -1)  # a tile drawn c_t times appears c_t times
-        return base.aggregate(f_draws, plan["t_p"], True, plan["det"]), plan["info"]
+        f = base.aggregate(f_draws, plan["t_p"], True, plan["det"])
+        if self.tile_baseline and not plan["det"] and torch.is_grad_enabled():
+            # each F_t is unbiased for its tile whatever c_t, so the other draws' mean does not depend
+            # on draw m in expectation: the baseline keeps the gradient unbiased (Monte Carlo test)
+            f = f + base.loo_baseline(f_draws, plan["t_p"])
+        return f, plan["info"]
 
     def forward(self, image, lowres=None, labels=None, mask=None):
         base.check_image(image, self.patch_size, "patch size")

@@ -52,7 +52,15 @@ class TrainConfig:
     entropy: float = 0.01
     prior: bool = True
     prior_eps: float = 1e-4
+    # The prior's weight on the attention logits; with prior_weight_final it moves linearly from
+    # prior_weight (first epoch) to prior_weight_final (last epoch), so the learned logits can take over.
+    prior_weight: float = 1.0
+    prior_weight_final: float | None = None
     eval_topk: bool = False
+    # ZoomIn: a leave-one-out baseline in stage I's score-function gradient (lower variance, same mean).
+    tile_baseline: bool = False
+    # ZoomIn: how stage I pools its logits to the tile grid, "max" or "lse" (see models/base.pool_logits).
+    tile_pooling: str = "max"
     # ZoomIn only, binary tasks only: positives seen through the inverted attention must look negative.
     contrastive: bool = False
     n_tiles_eval: int | None = None
@@ -61,6 +69,9 @@ class TrainConfig:
     attention_pool: int = 1
     # Padding of the attention nets' convolutions: "zeros" or "replicate" (no response at tile borders).
     attention_padding: str = "zeros"
+    # Activation of the attention nets: "relu" or "leaky_relu" (units that noisy steps push below zero
+    # stay trainable; see README, "Stage I").
+    attention_activation: str = "relu"
     feature_widths: tuple[int, ...] = (16, 32, 64)
     feature_norm: str = "group"
     # A timm model name (e.g. "resnet10t") for the feature network instead of the small built-in one.
@@ -72,6 +83,9 @@ class TrainConfig:
     # The attention nets learn from a noisy score-function gradient; a larger step for them lets the
     # attention leave the prior sooner (measured on the demo: see README).
     attention_lr_mult: float = 1.0
+    # ZoomIn's stage-I attention net alone (None: attention_lr_mult). Its learned logits stayed ~0.03
+    # against the ink prior's spread of ~0.5 between inked tiles on the demo (README, "Stage I").
+    attention1_lr_mult: float | None = None
     weight_decay: float = 1e-5
     warmup_epochs: float = 0.0
     clip: float = 5.0
@@ -96,6 +110,20 @@ class TrainConfig:
             if self.binary_digit not in range(10):
                 raise ValueError(f"binary_digit={self.binary_digit!r}: must be a digit 0..9")
             self.n_classes = 2
+        from ..models.nets import ACTIVATIONS
+
+        if self.attention_activation not in ACTIVATIONS:
+            raise ValueError(
+                f"attention_activation={self.attention_activation!r}: choose one of {', '.join(ACTIVATIONS)}"
+            )
+        if self.tile_pooling not in ("max", "lse"):
+            raise ValueError(f"tile_pooling={self.tile_pooling!r}: choose 'max' or 'lse'")
+        for name in ("prior_weight", "prior_weight_final", "attention_lr_mult", "attention1_lr_mult"):
+            v = getattr(self, name)
+            if v is not None and not (v >= 0 and v < float("inf")):
+                raise ValueError(f"{name}={v!r}: must be finite and >= 0")
+        if self.tile_baseline and self.model != "zoomin":
+            raise ValueError(f"tile_baseline=True is for model='zoomin' (its tile draws), not {self.model!r}")
         if self.contrastive and (self.model != "zoomin" or self.n_classes != 2):
             raise ValueError("contrastive=True needs model='zoomin' and a binary task (set binary_digit)")
 
@@ -262,6 +290,15 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def prior_weight_at(cfg: TrainConfig, epoch: int) -> float:
+    """The ink prior's weight in ``epoch`` (0-based): constant, or linear from prior_weight at the first
+    epoch to prior_weight_final at the last (a function of the epoch alone, so --resume repeats it)."""
+    if cfg.prior_weight_final is None or cfg.epochs <= 1:
+        return cfg.prior_weight
+    t = min(max(epoch, 0), cfg.epochs - 1) / (cfg.epochs - 1)
+    return cfg.prior_weight + t * (cfg.prior_weight_final - cfg.prior_weight)
+
+
 def build_model(cfg: TrainConfig):
     from .. import models
 
@@ -277,6 +314,7 @@ def build_model(cfg: TrainConfig):
         entropy=cfg.entropy,
         prior=cfg.prior,
         prior_eps=cfg.prior_eps,
+        prior_weight=prior_weight_at(cfg, 0),
         eval_topk=cfg.eval_topk,
     )
     if cfg.model == "zoomin":
@@ -290,16 +328,24 @@ def build_model(cfg: TrainConfig):
             n_tiles_eval=cfg.n_tiles_eval,
             n_sub_eval=cfg.n_sub_eval,
             contrastive=cfg.contrastive,
+            tile_baseline=cfg.tile_baseline,
+            tile_pooling=cfg.tile_pooling,
         )
         # attention1 then attention2 then the head: the order ZoomIn itself builds them in (same weights)
-        att1 = models.AttentionNet(c, padding_mode=cfg.attention_padding, pool=cfg.attention_pool)
-        att2 = models.AttentionNet(c, padding_mode=cfg.attention_padding)
+        act = dict(padding_mode=cfg.attention_padding, activation=cfg.attention_activation)
+        att1 = models.AttentionNet(c, pool=cfg.attention_pool, **act)
+        att2 = models.AttentionNet(c, **act)
         return models.ZoomIn(
             cfg.n_classes, c, options=opts, feature_net=fnet, attention1=att1, attention2=att2
         )
     if cfg.model == "ats":
         opts = models.ATSOptions(**shared, n_patches=cfg.n_patches)
-        att = models.AttentionNet(c, padding_mode=cfg.attention_padding, pool=cfg.attention_pool)
+        att = models.AttentionNet(
+            c,
+            padding_mode=cfg.attention_padding,
+            pool=cfg.attention_pool,
+            activation=cfg.attention_activation,
+        )
         return models.ATS(cfg.n_classes, c, options=opts, feature_net=fnet, attention=att)
     if cfg.model == "cnn_lowres":
         return models.CNNLowRes(cfg.n_classes, c, s1=cfg.scale)

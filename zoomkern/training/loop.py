@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from . import checkpoint, diagnosis
 from . import distributed as dist
-from .config import TrainConfig, build_model
+from .config import TrainConfig, build_model, prior_weight_at
 from .data import datasets, loader
 from .metrics import Logger, PeakMemory
 
@@ -32,11 +32,18 @@ def _device(cfg: TrainConfig) -> torch.device:
 
 
 def param_groups(model, cfg: TrainConfig) -> list[dict]:
-    att = [p for n, p in model.named_parameters() if n.startswith("attention")]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("attention")]
+    """The rest, the attention nets (lr * attention_lr_mult) and, when attention1_lr_mult is set, ZoomIn's
+    stage-I net on its own (lr * attention1_lr_mult)."""
+    named = list(model.named_parameters())
+    own1 = cfg.attention1_lr_mult is not None
+    att1 = [p for n, p in named if own1 and n.startswith("attention1.")]
+    att = [p for n, p in named if n.startswith("attention") and not (own1 and n.startswith("attention1."))]
+    rest = [p for n, p in named if not n.startswith("attention")]
     groups = [dict(params=rest, lr=cfg.lr)]
     if att:
         groups.append(dict(params=att, lr=cfg.lr * cfg.attention_lr_mult))
+    if att1:
+        groups.append(dict(params=att1, lr=cfg.lr * cfg.attention1_lr_mult))
     return groups
 
 
@@ -223,6 +230,8 @@ def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
     epoch = start - 1
     for epoch in range(start, cfg.epochs):
         _epoch_seed(cfg, epoch, world)
+        if hasattr(model, "prior_weight"):  # the prior's schedule (constant unless prior_weight_final)
+            model.prior_weight = prior_weight_at(cfg, epoch)
         tr = run_epoch(
             net,
             loader(per_epoch[epoch], cfg, True, epoch, device, world),
