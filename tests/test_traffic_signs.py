@@ -168,7 +168,7 @@ def test_preset_trains_and_logs_sign_hits(tmp_path):
     from zoomkern.data.traffic_like import make_traffic_like
     from zoomkern.training import PRESETS, TrainConfig, train
 
-    make_traffic_like(tmp_path / "d", 8, 4, progress=False)
+    make_traffic_like(tmp_path / "d", 4, 2, progress=False)
     cfg = TrainConfig(**{**PRESETS["traffic_signs"], "root": str(tmp_path / "d"), "out": str(tmp_path / "r"),
                          "n_tiles": 2, "n_sub": 2, "n_tiles_eval": 2, "n_sub_eval": 2, "epochs": 1,
                          "batch_size": 4, "device": "cpu", "plot_images": 1})  # fmt: skip
