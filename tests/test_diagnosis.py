@@ -70,3 +70,23 @@ def test_training_logs_and_plots_the_diagnosis(root, tmp_path, model):
             assert 0.0 <= float(r[k]) <= 1.0, (k, r[k])
         assert (model == "ats") == np.isnan(float(r["train_entropy2"]))
     assert os.path.getsize(s["diagnosis_plot"]) > 1000
+
+
+def test_object_patch_classification():
+    from zoomkern.training.diagnosis import ObjectStats, stats_class
+
+    class _DS:  # image 0 holds a sign at rows 100..140, cols 200..240; image 1 is EMPTY
+        def object_boxes(self, i):
+            return np.array([[100, 200, 140, 240]]) if i == 0 else np.zeros((0, 4), np.int64)
+
+    assert stats_class(_DS()) is ObjectStats and stats_class(object()) is None
+    s = ObjectStats(_DS(), (50, 50))
+    # image 0: one patch overlapping the sign's corner (139, 239), one just clear of it (ends at 100);
+    # image 1: two patches, nothing to hit
+    offs = torch.tensor([[[139, 239], [50, 150]], [[100, 200], [0, 0]]])
+    att = torch.full((2, 4, 4), 1 / 16)
+    s.update(dict(patch_offsets=offs, attention=att, entropy1=torch.full((2,), np.log(16))), [0, 1])
+    r = ObjectStats.result(s.counts(), "x")
+    assert len(s.counts()) == ObjectStats.N_COUNTS
+    assert (r["x_patch_object"], r["x_image_object"]) == (0.25, 1.0)
+    assert r["x_entropy1"] == pytest.approx(1.0) and np.isnan(r["x_entropy2"])

@@ -1,6 +1,8 @@
 """The Swedish traffic-sign loader on fixtures in the real layout: Set1/ and Set2/ with JPEG images and
 annotations.txt files carrying the real files' quirks (stray characters in numbers, CRLF, empty lines)."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -115,8 +117,19 @@ def test_generated_set_reads_back(tmp_path):
         ds = TrafficSigns(tmp_path, split)
         assert len(ds) == n and ds.n_dropped == 0
         assert (ds.labels == 0).sum() == round(0.25 * n) and set(ds.labels.tolist()) <= {0, 1, 2, 3}
-        for signs, y in zip(ds.signs, ds.labels, strict=True):
+        for i, (signs, y) in enumerate(zip(ds.signs, ds.labels, strict=True)):
             assert len(signs) == int(y > 0) and (not signs or signs[0].name == ds.classes[y])
+            boxes = ds.object_boxes(i)
+            assert boxes.shape == (int(y > 0), 4) and boxes.dtype == np.int64
+            if not y:
+                continue
+            # a sign of realistic size (30-72 px across): a red ring around a white disc, in its box
+            y0, x0, y1, x1 = boxes[0]
+            assert 30 <= x1 - x0 <= 74 and 30 <= y1 - y0 <= 74
+            crop = ds[i][0][:, y0:y1, x0:x1].numpy().astype(int)
+            red = (crop[0] > 150) & (crop[1] < 90) & (crop[2] < 90)
+            white = crop.min(0) > 200
+            assert red.mean() > 0.15 and white.mean() > 0.15, (red.mean(), white.mean())
 
 
 def test_scan_reports_every_bad_line(tmp_path, capsys):
@@ -145,3 +158,50 @@ def test_scan_reports_every_bad_line(tmp_path, capsys):
     for want in wants:
         assert want in out, (want, out)
     assert len(out.splitlines()) == 5
+
+
+def test_preset_trains_and_logs_sign_hits(tmp_path):
+    """The traffic_signs preset (shrunk: 2 tile draws x 2 sub-cells, 1 epoch) trains on a generated set
+    and logs per epoch which share of its patches landed on a sign box."""
+    import csv
+
+    from zoomkern.data.traffic_like import make_traffic_like
+    from zoomkern.training import PRESETS, TrainConfig, train
+
+    make_traffic_like(tmp_path / "d", 4, 2, progress=False)
+    cfg = TrainConfig(**{**PRESETS["traffic_signs"], "root": str(tmp_path / "d"), "out": str(tmp_path / "r"),
+                         "n_tiles": 2, "n_sub": 2, "n_tiles_eval": 2, "n_sub_eval": 2, "epochs": 1,
+                         "batch_size": 4, "device": "cpu", "plot_images": 1})  # fmt: skip
+    s = train(cfg)
+    with open(s["csv"]) as f:
+        (row,) = list(csv.DictReader(f))
+    for k in ("train_patch_object", "train_image_object", "test_patch_object", "test_image_object"):
+        assert 0.0 <= float(row[k]) <= 1.0, (k, row[k])
+    assert "train_patch_digit" not in row
+    assert os.path.getsize(s["diagnosis_plot"]) > 1000  # the object shares and entropies per epoch
+
+
+def test_stratified_folds_over_set1(tmp_path):
+    """--folds K on traffic signs: Set1 split into K stratified folds; fold k's 'valid' part is the
+    held-out test set, its 'train' part the rest; the K held-out parts partition Set1."""
+    from zoomkern.data.traffic_like import make_traffic_like
+    from zoomkern.training import TrainConfig
+    from zoomkern.training.kfold import fold_numbers
+    from zoomkern.training.registry import build
+
+    make_traffic_like(tmp_path, 12, 1, progress=False)  # labels 0 x3, then 1, 2, 3 three times each
+    full = TrafficSigns(tmp_path, "train")
+    held = []
+    for k in (1, 2, 3):
+        spec = build(TrainConfig(dataset="traffic_signs", root=str(tmp_path), folds=3, fold=k, augment=True))
+        tr, va = spec.train, spec.test
+        assert set(tr.paths).isdisjoint(va.paths) and sorted(tr.paths + va.paths) == sorted(full.paths)
+        assert sorted(va.labels.tolist()) == [0, 1, 2, 3] and va.transform is None and tr.transform
+        assert all(s == full.signs[full.paths.index(p)] for p, s in zip(va.paths, va.signs, strict=True))
+        held += va.paths
+    assert sorted(held) == sorted(full.paths)
+    assert fold_numbers(TrainConfig(dataset="traffic_signs", root=str(tmp_path), folds=3)) == [1, 2, 3]
+    with pytest.raises(ValueError, match="split='valid' needs a fold"):
+        TrafficSigns(tmp_path, "valid")
+    with pytest.raises(ValueError, match="fold=4: folds are numbered 1..3"):
+        TrafficSigns(tmp_path, "valid", fold=4, folds=3)

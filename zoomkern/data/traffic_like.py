@@ -1,12 +1,14 @@
 """A generated stand-in for the Swedish Traffic Signs set, in its on-disk layout (``Set1/``, ``Set2/``, JPEG
 images, ``annotations.txt``), for measuring the traffic-sign preset without the download.
 
-Each 960x1280 image is a plain road scene (sky, a grey road with lane marks, green verges, grain). A sign
-image holds one speed-limit sign (red ring, white disc, black "50", "70" or "80") of 24-44 pixels across on
-a pole at the roadside; EMPTY images hold none. Every image may also hold a blue round "distractor" sign
-(no digits) annotated as ``MISC_SIGNS``. Classes are balanced by default (the real set is mostly EMPTY:
-``empty_share`` sets it). Annotation lines use the real corner order (lower-right corner first) and the
-quirks of the real files (CRLF, a stray character after some numbers).
+Each 960x1280 image is a road scene (sky, a grey road with lane marks, green verges, grain, a few dark
+trees and houses with red-brown roofs along the horizon: red is not unique to the signs). A sign image
+holds one speed-limit sign (red ring, white disc, black "50", "70" or "80") of 30-72 pixels across on a
+pole at the roadside, roughly the sizes of the VISIBLE speed signs in the real photos (about 30-80 px;
+an earlier version drew 24-44 px); EMPTY images hold none. Every image may also hold a blue round
+"distractor" sign (no digits) annotated as ``MISC_SIGNS``. Classes are balanced by default (the real set
+is mostly EMPTY: ``empty_share`` sets it). Annotation lines use the real corner order (lower-right corner
+first) and the quirks of the real files (CRLF, a stray character after some numbers).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 H, W = 960, 1280
 
 
-def _scene(rng: np.random.Generator) -> np.ndarray:
+def _scene(rng: np.random.Generator) -> tuple[np.ndarray, int]:
     img = np.empty((H, W, 3), np.float32)
     horizon = int(rng.integers(380, 460))
     img[:horizon] = np.array([150, 185, 225]) + rng.normal(0, 8, 3)
@@ -31,8 +33,32 @@ def _scene(rng: np.random.Generator) -> np.ndarray:
     img[horizon:][road] = np.array([105, 105, 108]) + rng.normal(0, 4, 3)
     lane = (np.abs(xs[None] - cx) < 3 + half[:, None] * 0.01) & ((ys[:, None] // 30) % 2 == 0)
     img[horizon:][lane] = 235
+    _clutter(img, rng, horizon)
     img += rng.normal(0, 5, img.shape).astype(np.float32)
-    return img
+    return img, horizon
+
+
+def _clutter(img, rng, horizon: int) -> None:
+    """Trees (dark green blobs) and houses (pale walls, red-brown roofs) standing on the horizon."""
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(np.rint(img).clip(0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(pil)
+    for _ in range(int(rng.integers(2, 7))):
+        x, rx, ry = rng.uniform(0, W), rng.uniform(20, 60), rng.uniform(30, 90)
+        g = rng.uniform(0.7, 1.1)
+        d.ellipse(
+            (x - rx, horizon - 2 * ry, x + rx, horizon + 5), fill=tuple(int(v * g) for v in (40, 80, 35))
+        )
+    for _ in range(int(rng.integers(0, 3))):
+        x, w, h = rng.uniform(0, W - 160), rng.uniform(60, 160), rng.uniform(40, 90)
+        wall = tuple(int(v) for v in rng.choice([(225, 215, 190), (240, 240, 235), (220, 200, 120)]))
+        d.rectangle((x, horizon - h, x + w, horizon + 3), fill=wall)
+        roof = tuple(int(v + rng.normal(0, 10)) for v in (150, 45, 35))
+        d.polygon(
+            [(x - 8, horizon - h), (x + w + 8, horizon - h), (x + w / 2, horizon - h - 0.5 * h)], fill=roof
+        )
+    img[...] = np.asarray(pil, np.float32)
 
 
 def _sign(img, rng, cx, cy, r, text, ring, face):
@@ -61,7 +87,7 @@ def _corners(cx, cy, r, rng) -> str:
 
 def render(rng: np.random.Generator, label: int, distractor: bool):
     """(960, 1280, 3) uint8 image and its annotation text (after 'NAME.jpg:')."""
-    img = _scene(rng)
+    img, _ = _scene(rng)
     signs = []
     side = rng.choice([-1, 1])
     if distractor:
@@ -70,8 +96,8 @@ def render(rng: np.random.Generator, label: int, distractor: bool):
         _sign(img, rng, cx, cy, r, "", (30, 60, 170), (40, 90, 200))
         signs.append("MISC_SIGNS")
     if label:
-        r = int(rng.integers(12, 23))
-        cx, cy = W / 2 + side * rng.uniform(350, 560), rng.uniform(250, 420)
+        r = int(rng.integers(15, 37))  # 30-72 px across
+        cx, cy = W / 2 + side * rng.uniform(350, 560), rng.uniform(260, 470)
         _sign(img, rng, cx, cy, r, ("50", "70", "80")[label - 1], (200, 20, 25), (245, 245, 245))
         signs.append(f"VISIBLE, {_corners(cx, cy, r, rng)}, SPEED_LIMIT, {(50, 70, 80)[label - 1]}_SIGN")
     return np.rint(img).clip(0, 255).astype(np.uint8), ";".join(signs)

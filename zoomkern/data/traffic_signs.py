@@ -22,11 +22,15 @@ same labels.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from ._image import DataError, ImageFileDataset
+from .splits import kfold_indices
 
 CLASSES = ["EMPTY", "50_SIGN", "70_SIGN", "80_SIGN"]
 VISIBILITY = ["VISIBLE", "BLURRED", "SIDE_ROAD", "OCCLUDED"]
@@ -147,12 +151,44 @@ class TrafficSigns(ImageFileDataset):
 
     Items: (image (3, 960, 1280) uint8 RGB, lowres at ``scale``, label in 0..3). ``signs[i]`` are the
     image's annotated signs (MISC_SIGNS removed); ``n_dropped`` how many annotated images the filter
-    dropped. Images are decoded per access (a split is gigabytes decoded); ``cache=True`` keeps them."""
+    dropped. Images are decoded per access (a split is gigabytes decoded); ``cache=True`` keeps them.
+
+    K-fold cross-validation over Set1 (the download has no fold files): with ``fold`` (1..``folds``),
+    ``split="train"`` is Set1 without fold ``fold`` and ``split="valid"`` is that fold; the folds are
+    stratified by label and deterministic for ``seed`` (zk.data.kfold_indices)."""
 
     def __init__(self, root, split: str = "train", *, scale: float = 0.25, transform=None,
-                 cache: bool = False, size: tuple[int, int] | None = SIZE):  # fmt: skip
-        paths, labels, self.signs, self.n_dropped = read_split(root, split)
+                 cache: bool = False, size: tuple[int, int] | None = SIZE, fold: int | None = None,
+                 folds: int = 10, seed: int = 0):  # fmt: skip
+        if fold is None and split == "valid":
+            raise ValueError("split='valid' needs a fold (k-fold cross-validation over Set1)")
+        if fold is not None and split not in ("train", "valid"):
+            raise ValueError(
+                f"split={split!r} with fold={fold}: the folds split Set1 into 'train' and 'valid'"
+            )
+        if fold is not None and not (isinstance(fold, int) and 1 <= fold <= folds):
+            raise ValueError(f"fold={fold!r}: folds are numbered 1..{folds}")
+        which = "train" if fold is not None else split
+        paths, labels, self.signs, self.n_dropped = read_split(root, which)
         if not paths:
-            raise DataError(f"{Path(root) / SETS[split]}: no image left after the speed-limit filter")
+            raise DataError(f"{Path(root) / SETS[which]}: no image left after the speed-limit filter")
+        if fold is not None:
+            tr, va = kfold_indices(len(paths), folds, fold - 1, seed=seed, labels=labels)
+            keep = (tr if split == "train" else va).tolist()
+            paths, labels, self.signs = (
+                [paths[i] for i in keep],
+                [labels[i] for i in keep],
+                [self.signs[i] for i in keep],
+            )
+        self.fold, self.folds = fold, folds
         super().__init__(paths, labels, CLASSES, scale=scale, transform=transform, cache=cache, size=size)
         self.root, self.split = Path(root), split
+
+    def object_boxes(self, i: int) -> np.ndarray:
+        """(k, 4) int64 y0, x0, y1, x1 (half-open, pixels) of image i's annotated speed-limit signs, for
+        the patch diagnosis (which share of the patches land on a sign); (0, 4) on EMPTY images."""
+        b = [s.box for s in self.signs[i] if s.name in CLASSES[1:]]
+        out = np.zeros((len(b), 4), np.int64)
+        for k, (x0, y0, x1, y1) in enumerate(b):
+            out[k] = math.floor(y0), math.floor(x0), math.ceil(y1), math.ceil(x1)
+        return out

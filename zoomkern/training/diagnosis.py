@@ -30,6 +30,8 @@ class PatchStats:
     """Accumulates, over an epoch, the share of patches on digit ink / noise ink and the mean relative
     attention entropies. ``update(out, indices)`` per batch; ``result(prefix)`` -> dict of floats."""
 
+    N_COUNTS = 7  # len(counts()): what torchrun processes sum
+
     def __init__(self, dataset, patch_size: tuple[int, int]):
         self.digits = dataset.boxes  # (N, 5, 5) y, x, h, w, class
         self.noise = dataset.noise_boxes()  # (N, n_noise, 4) y0, x0, y1, x1 of the stamps' ink
@@ -93,3 +95,67 @@ def model_patch_size(model) -> tuple[int, int] | None:
     m = getattr(model, "module", model)  # DDP wraps the model
     ps = getattr(m, "patch_size", None)
     return tuple(ps) if ps is not None else None
+
+
+class ObjectStats:
+    """The same diagnosis for data sets that know the boxes of their objects (traffic signs:
+    ``object_boxes(i)`` -> (k, 4) y0, x0, y1, x1, half-open, k = 0 on EMPTY images). Per epoch: the share
+    of patches that overlap an object (``patch_object``), the share of the images holding an object
+    that got at least one patch on it (``image_object``), and the attention entropies as above."""
+
+    N_COUNTS = 8
+
+    def __init__(self, dataset, patch_size: tuple[int, int]):
+        self.ds, self.size = dataset, patch_size
+        self.n = self.hits = self.images = self.with_obj = self.found = 0
+        self.ent1 = self.ent2 = 0.0
+        self.n_ent2 = 0
+
+    @staticmethod
+    def supports(dataset) -> bool:
+        return hasattr(dataset, "object_boxes")
+
+    def update(self, out: dict, indices) -> None:
+        if "patch_offsets" not in out:
+            return
+        offs = out["patch_offsets"].detach().cpu().numpy()
+        valid = out.get("patch_valid")
+        valid = valid.detach().cpu().numpy() if valid is not None else np.ones(offs.shape[:2], bool)
+        for row, i in enumerate(indices):
+            p = offs[row][valid[row]]
+            boxes = np.asarray(self.ds.object_boxes(i), dtype=np.int64).reshape(-1, 4)
+            hit = _overlap(p, self.size, boxes)
+            self.hits += int(hit.sum())
+            self.n += p.shape[0]
+            if boxes.shape[0]:
+                self.with_obj += 1
+                self.found += int(hit.any())
+        a = out["attention"]
+        self.ent1 += float(out["entropy1"].detach().float().sum()) / math.log(max(2, a[0].numel()))
+        self.images += len(indices)
+        if "entropy2" in out:
+            e2 = out["entropy2"].detach().float()
+            self.ent2 += float(e2.sum()) / math.log(max(2, out["sub_attention"][0, 0].numel()))
+            self.n_ent2 += e2.numel()
+
+    def counts(self) -> list[float]:
+        return [self.n, self.hits, self.with_obj, self.found, self.images, self.ent1, self.ent2, self.n_ent2]
+
+    @staticmethod
+    def result(c: list[float], prefix: str) -> dict:
+        n, hits, with_obj, found, images, ent1, ent2, n_ent2 = c
+        nan = float("nan")
+        return {
+            f"{prefix}_patch_object": hits / n if n else nan,
+            f"{prefix}_image_object": found / with_obj if with_obj else nan,
+            f"{prefix}_entropy1": ent1 / images if images else nan,
+            f"{prefix}_entropy2": ent2 / n_ent2 if n_ent2 else nan,
+        }
+
+
+def stats_class(dataset):
+    """The diagnosis a data set supports: ObjectStats, PatchStats (Megapixel MNIST) or None."""
+    for cls in (ObjectStats, PatchStats):
+        if cls.supports(dataset):
+            return cls
+    return None

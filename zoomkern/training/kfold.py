@@ -26,8 +26,10 @@ COLUMNS = ["fold", "test_acc", "test_auc", "test_loss", "train_acc", "train_loss
 
 def fold_numbers(cfg: TrainConfig) -> list[int]:
     """The folds of ``cfg.dataset`` a ``--folds K`` run visits."""
+    if cfg.dataset == "traffic_signs":  # stratified folds over Set1 (Set2 stays unused)
+        return list(range(1, cfg.folds + 1))
     if cfg.dataset != "colon":
-        raise ValueError(f"--folds: the {cfg.dataset} data set has no folds (colon has)")
+        raise ValueError(f"--folds: the {cfg.dataset} data set has no folds (colon and traffic_signs have)")
     from ..data.colon import csv_folds
 
     present = csv_folds(cfg.root)

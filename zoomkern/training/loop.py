@@ -78,10 +78,12 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
     loss_sum, correct, n, batch_max = 0.0, 0, 0, 1
     # Where the patches land (digit ink, noise) and how peaked the attention is: data sets that know
     # their objects' boxes (Megapixel MNIST) and models that report patch_offsets.
+    # (Traffic signs: the share of patches on a sign's annotated box.)
     stats, indices = None, diagnosis.batch_indices(batches)
     psize = diagnosis.model_patch_size(model)
-    if indices is not None and psize is not None and diagnosis.PatchStats.supports(batches.dataset):
-        stats = diagnosis.PatchStats(batches.dataset, psize)
+    stats_cls = diagnosis.stats_class(batches.dataset) or diagnosis.PatchStats
+    if indices is not None and psize is not None and stats_cls.supports(batches.dataset):
+        stats = stats_cls(batches.dataset, psize)
     bar = tqdm(batches, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, disable=not world.main)
     with torch.set_grad_enabled(train):
         for step, batch in enumerate(bar):
@@ -120,7 +122,8 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
     secs = time.perf_counter() - t0
     peak, absolute = mem.peak(), mem.absolute()
     loss_sum, correct, n = dist.reduce(world, [loss_sum, correct, n])
-    diag = diagnosis.PatchStats.result(dist.reduce(world, stats.counts() if stats else [0.0] * 7), "")
+    counts = stats.counts() if stats else [0.0] * stats_cls.N_COUNTS
+    diag = stats_cls.result(dist.reduce(world, counts), "")
     nan = float("nan")
     secs, peak, absolute, batch_max = dist.reduce(
         world, [secs, nan if peak is None else peak, nan if absolute is None else absolute, batch_max], "max"

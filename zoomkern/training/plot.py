@@ -109,12 +109,17 @@ def plot_diagnosis(csv_path: str, path: str) -> str | None:
                 out.append(float("nan"))
         return np.array(out)
 
-    if not rows or np.isnan(col("train_patch_digit")).all():
+    share = [("train_patch_digit", "train: digit ink"), ("train_patch_noise", "train: noise"),
+             ("test_patch_digit", "test: digit ink"), ("test_patch_noise", "test: noise")]  # fmt: skip
+    if rows and not np.isnan(col("train_patch_object")).all():  # data sets with object boxes (signs)
+        share = [("train_patch_object", "train: patches on an object"),
+                 ("test_patch_object", "test: patches on an object"),
+                 ("train_image_object", "train: images with an object hit"),
+                 ("test_image_object", "test: images with an object hit")]  # fmt: skip
+    elif not rows or np.isnan(col("train_patch_digit")).all():
         return None
     ep = col("epoch") + 1
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    share = [("train_patch_digit", "train: digit ink"), ("train_patch_noise", "train: noise"),
-             ("test_patch_digit", "test: digit ink"), ("test_patch_noise", "test: noise")]  # fmt: skip
     entropy = [("train_entropy1", "stage I, train"), ("test_entropy1", "stage I, test"),
                ("train_entropy2", "stage II, train"), ("test_entropy2", "stage II, test")]  # fmt: skip
     panels = [

@@ -75,8 +75,14 @@ def _traffic_signs(cfg: TrainConfig, world: World) -> DataSpec:
     from ..data.augment import ColorJitter
     from ..data.traffic_signs import TrafficSigns
 
-    train = TrafficSigns(cfg.root, "train", scale=cfg.scale, transform=ColorJitter() if cfg.augment else None)
-    test = TrafficSigns(cfg.root, "test", scale=cfg.scale)
+    jitter = ColorJitter() if cfg.augment else None
+    if cfg.folds >= 2:  # k-fold cross-validation over Set1: train on K-1 folds, test on fold cfg.fold
+        kw = dict(scale=cfg.scale, fold=cfg.fold, folds=cfg.folds, seed=cfg.data_seed)
+        train = TrafficSigns(cfg.root, "train", transform=jitter, **kw)
+        test = TrafficSigns(cfg.root, "valid", **kw)
+    else:
+        train = TrafficSigns(cfg.root, "train", scale=cfg.scale, transform=jitter)
+        test = TrafficSigns(cfg.root, "test", scale=cfg.scale)
     return DataSpec(train, test, len(train.classes), 3)
 
 
