@@ -26,23 +26,16 @@ def _overlap(p: np.ndarray, size: tuple[int, int], boxes: np.ndarray) -> np.ndar
     return hit.any(1)
 
 
-class PatchStats:
-    """Accumulates, over an epoch, the share of patches on digit ink / noise ink and the mean relative
-    attention entropies. ``update(out, indices)`` per batch; ``result(prefix)`` -> dict of floats."""
+class _Stats:
+    """What both diagnoses share: each image's valid patch corners go to ``_count(p, i)``, and the mean
+    relative attention entropies of both stages are accumulated here (``_entropy_counts`` /
+    ``_entropy_result``, appended to each subclass's own counts)."""
 
-    N_COUNTS = 7  # len(counts()): what torchrun processes sum
-
-    def __init__(self, dataset, patch_size: tuple[int, int]):
-        self.digits = dataset.boxes  # (N, 5, 5) y, x, h, w, class
-        self.noise = dataset.noise_boxes()  # (N, n_noise, 4) y0, x0, y1, x1 of the stamps' ink
+    def __init__(self, patch_size: tuple[int, int]):
         self.size = patch_size
-        self.n = self.digit = self.noise_hits = self.images = 0
+        self.images = 0
         self.ent1 = self.ent2 = 0.0
         self.n_ent2 = 0
-
-    @staticmethod
-    def supports(dataset) -> bool:
-        return hasattr(dataset, "boxes") and hasattr(dataset, "noise_boxes")
 
     def update(self, out: dict, indices) -> None:
         if "patch_offsets" not in out:
@@ -50,14 +43,8 @@ class PatchStats:
         offs = out["patch_offsets"].detach().cpu().numpy()
         valid = out.get("patch_valid")
         valid = valid.detach().cpu().numpy() if valid is not None else np.ones(offs.shape[:2], bool)
-        lo, hi = DIGIT_CORE
         for row, i in enumerate(indices):
-            p = offs[row][valid[row]]
-            d = self.digits[i]
-            dbox = np.stack([d[:, 0] + lo, d[:, 1] + lo, d[:, 0] + hi, d[:, 1] + hi], 1)
-            self.digit += int(_overlap(p, self.size, dbox).sum())
-            self.noise_hits += int(_overlap(p, self.size, self.noise[i]).sum())
-            self.n += p.shape[0]
+            self._count(offs[row][valid[row]], i)
         a = out["attention"]
         self.ent1 += float(out["entropy1"].detach().float().sum()) / math.log(max(2, a[0].numel()))
         self.images += len(indices)
@@ -66,19 +53,55 @@ class PatchStats:
             self.ent2 += float(e2.sum()) / math.log(max(2, out["sub_attention"][0, 0].numel()))
             self.n_ent2 += e2.numel()
 
+    def _entropy_counts(self) -> list[float]:
+        return [self.images, self.ent1, self.ent2, self.n_ent2]
+
+    @staticmethod
+    def _entropy_result(c: list[float], prefix: str) -> dict:
+        images, ent1, ent2, n_ent2 = c
+        nan = float("nan")
+        return {
+            f"{prefix}_entropy1": ent1 / images if images else nan,
+            f"{prefix}_entropy2": ent2 / n_ent2 if n_ent2 else nan,
+        }
+
+
+class PatchStats(_Stats):
+    """Accumulates, over an epoch, the share of patches on digit ink / noise ink and the mean relative
+    attention entropies. ``update(out, indices)`` per batch; ``result(prefix)`` -> dict of floats."""
+
+    N_COUNTS = 7  # len(counts()): what torchrun processes sum
+
+    def __init__(self, dataset, patch_size: tuple[int, int]):
+        super().__init__(patch_size)
+        self.digits = dataset.boxes  # (N, 5, 5) y, x, h, w, class
+        self.noise = dataset.noise_boxes()  # (N, n_noise, 4) y0, x0, y1, x1 of the stamps' ink
+        self.n = self.digit = self.noise_hits = 0
+
+    @staticmethod
+    def supports(dataset) -> bool:
+        return hasattr(dataset, "boxes") and hasattr(dataset, "noise_boxes")
+
+    def _count(self, p: np.ndarray, i: int) -> None:
+        lo, hi = DIGIT_CORE
+        d = self.digits[i]
+        dbox = np.stack([d[:, 0] + lo, d[:, 1] + lo, d[:, 0] + hi, d[:, 1] + hi], 1)
+        self.digit += int(_overlap(p, self.size, dbox).sum())
+        self.noise_hits += int(_overlap(p, self.size, self.noise[i]).sum())
+        self.n += p.shape[0]
+
     def counts(self) -> list[float]:
-        return [self.n, self.digit, self.noise_hits, self.images, self.ent1, self.ent2, self.n_ent2]
+        return [self.n, self.digit, self.noise_hits, *self._entropy_counts()]
 
     @staticmethod
     def result(c: list[float], prefix: str) -> dict:
         """From ``counts()`` (summed over torchrun processes): fractions and mean relative entropies."""
-        n, digit, noise, images, ent1, ent2, n_ent2 = c
+        n, digit, noise = c[:3]
         nan = float("nan")
         return {
             f"{prefix}_patch_digit": digit / n if n else nan,
             f"{prefix}_patch_noise": noise / n if n else nan,
-            f"{prefix}_entropy1": ent1 / images if images else nan,
-            f"{prefix}_entropy2": ent2 / n_ent2 if n_ent2 else nan,
+            **_Stats._entropy_result(c[3:], prefix),
         }
 
 
@@ -97,7 +120,7 @@ def model_patch_size(model) -> tuple[int, int] | None:
     return tuple(ps) if ps is not None else None
 
 
-class ObjectStats:
+class ObjectStats(_Stats):
     """The same diagnosis for data sets that know the boxes of their objects (traffic signs:
     ``object_boxes(i)`` -> (k, 4) y0, x0, y1, x1, half-open, k = 0 on EMPTY images). Per epoch: the share
     of patches that overlap an object (``patch_object``), the share of the images holding an object
@@ -106,50 +129,34 @@ class ObjectStats:
     N_COUNTS = 8
 
     def __init__(self, dataset, patch_size: tuple[int, int]):
-        self.ds, self.size = dataset, patch_size
-        self.n = self.hits = self.images = self.with_obj = self.found = 0
-        self.ent1 = self.ent2 = 0.0
-        self.n_ent2 = 0
+        super().__init__(patch_size)
+        self.ds = dataset
+        self.n = self.hits = self.with_obj = self.found = 0
 
     @staticmethod
     def supports(dataset) -> bool:
         return hasattr(dataset, "object_boxes")
 
-    def update(self, out: dict, indices) -> None:
-        if "patch_offsets" not in out:
-            return
-        offs = out["patch_offsets"].detach().cpu().numpy()
-        valid = out.get("patch_valid")
-        valid = valid.detach().cpu().numpy() if valid is not None else np.ones(offs.shape[:2], bool)
-        for row, i in enumerate(indices):
-            p = offs[row][valid[row]]
-            boxes = np.asarray(self.ds.object_boxes(i), dtype=np.int64).reshape(-1, 4)
-            hit = _overlap(p, self.size, boxes)
-            self.hits += int(hit.sum())
-            self.n += p.shape[0]
-            if boxes.shape[0]:
-                self.with_obj += 1
-                self.found += int(hit.any())
-        a = out["attention"]
-        self.ent1 += float(out["entropy1"].detach().float().sum()) / math.log(max(2, a[0].numel()))
-        self.images += len(indices)
-        if "entropy2" in out:
-            e2 = out["entropy2"].detach().float()
-            self.ent2 += float(e2.sum()) / math.log(max(2, out["sub_attention"][0, 0].numel()))
-            self.n_ent2 += e2.numel()
+    def _count(self, p: np.ndarray, i: int) -> None:
+        boxes = np.asarray(self.ds.object_boxes(i), dtype=np.int64).reshape(-1, 4)
+        hit = _overlap(p, self.size, boxes)
+        self.hits += int(hit.sum())
+        self.n += p.shape[0]
+        if boxes.shape[0]:
+            self.with_obj += 1
+            self.found += int(hit.any())
 
     def counts(self) -> list[float]:
-        return [self.n, self.hits, self.with_obj, self.found, self.images, self.ent1, self.ent2, self.n_ent2]
+        return [self.n, self.hits, self.with_obj, self.found, *self._entropy_counts()]
 
     @staticmethod
     def result(c: list[float], prefix: str) -> dict:
-        n, hits, with_obj, found, images, ent1, ent2, n_ent2 = c
+        n, hits, with_obj, found = c[:4]
         nan = float("nan")
         return {
             f"{prefix}_patch_object": hits / n if n else nan,
             f"{prefix}_image_object": found / with_obj if with_obj else nan,
-            f"{prefix}_entropy1": ent1 / images if images else nan,
-            f"{prefix}_entropy2": ent2 / n_ent2 if n_ent2 else nan,
+            **_Stats._entropy_result(c[4:], prefix),
         }
 
 
