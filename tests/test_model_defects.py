@@ -223,6 +223,17 @@ def _exact(m, img):
     return (a.view(nt) * (b.view(nt, ns) * f).sum(1)).sum()
 
 
+def _mc_batches(m, img, R, n):
+    """R batches of n copies of img: each batch's mean logit and its gradients on both attention nets."""
+    vals, grads = [], []
+    for _ in range(R):
+        v = m(img.expand(n, -1, -1, -1), None)["logits"][:, 0].mean()
+        g = torch.autograd.grad(v, [m.attention1.w, m.attention2.w])
+        vals.append(float(v.detach()))
+        grads.append(torch.stack(g))
+    return torch.tensor(vals), torch.stack(grads)
+
+
 @pytest.mark.parametrize("n_tiles,n_sub", [(2, 2), (6, 3)])  # (6, 3): 6 x 3 > 16 cells, the cap bites
 def test_two_level_estimate_value_and_gradients_are_unbiased(n_tiles, n_sub):
     """Monte Carlo: R batches of n copies; each batch gives the mean value and the mean gradient of the
@@ -234,13 +245,7 @@ def test_two_level_estimate_value_and_gradients_are_unbiased(n_tiles, n_sub):
     ex = _exact(m, img)
     g_exact = torch.autograd.grad(ex, [m.attention1.w, m.attention2.w])
     R, n = 16, 200
-    vals, grads = [], []
-    for _ in range(R):
-        v = m(img.expand(n, -1, -1, -1), None)["logits"][:, 0].mean()
-        g = torch.autograd.grad(v, [m.attention1.w, m.attention2.w])
-        vals.append(float(v.detach()))
-        grads.append(torch.stack(g))
-    vals, grads = torch.tensor(vals), torch.stack(grads)
+    vals, grads = _mc_batches(m, img, R, n)
     se_v = vals.std() / R**0.5
     assert abs(vals.mean() - ex) < 4.5 * se_v + 1e-5, (float(vals.mean()), float(ex), float(se_v))
     se_g = grads.std(0) / R**0.5

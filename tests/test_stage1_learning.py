@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from test_model_defects import _exact, _mc_image, _mc_model
+from test_model_defects import _exact, _mc_batches, _mc_image, _mc_model
 
 from zoomkern.models import AttentionNet, ZoomIn, base
 from zoomkern.training import TrainConfig
@@ -28,16 +28,6 @@ class _Offset(torch.nn.Module):
         return x.mean((1, 2, 3))[:, None] + 2.0
 
 
-def _batches(m, img, R, n):
-    vals, grads = [], []
-    for _ in range(R):
-        v = m(img.expand(n, -1, -1, -1), None)["logits"][:, 0].mean()
-        g = torch.autograd.grad(v, [m.attention1.w, m.attention2.w])
-        vals.append(float(v.detach()))
-        grads.append(torch.stack(g))
-    return torch.tensor(vals), torch.stack(grads)
-
-
 def test_tile_baseline_keeps_value_and_expectation_and_lowers_the_spread():
     """Same draws (same seed), baseline off and on: identical values; with it the stage-I gradient stays
     within 4.5 standard errors of the exact one and its spread over batches drops (the features share a
@@ -49,7 +39,7 @@ def test_tile_baseline_keeps_value_and_expectation_and_lowers_the_spread():
         m = _mc_model(3, 2)
         m.feature_net, m.tile_baseline = _Offset(), on
         torch.manual_seed(1)
-        out[on] = _batches(m, img, R, n)
+        out[on] = _mc_batches(m, img, R, n)
     torch.testing.assert_close(out[True][0], out[False][0], rtol=0, atol=0)  # forward value unchanged
     m = _mc_model(3, 2)
     g1_exact = float(torch.autograd.grad(_exact(m, img), [m.attention1.w])[0])
