@@ -7,10 +7,6 @@ the kernel tests run on CPU tensors. With a GPU they also run in-process on CUDA
 tests/test_triton_compile.py builds every kernel for sm_90 without a GPU.
 """
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -18,18 +14,8 @@ triton = pytest.importorskip("triton")
 
 import zoomkern.triton as zt  # noqa: E402
 from tests._tol import close  # noqa: E402
+from tests._triton_env import DEVICE, needs_kernels, rerun_interpreted  # noqa: E402
 from zoomkern import reference as R  # noqa: E402
-
-if zt.INTERPRETED:
-    DEVICE = "cpu"
-elif torch.cuda.is_available():
-    DEVICE = "cuda"
-else:
-    DEVICE = None
-needs_kernels = pytest.mark.skipif(
-    DEVICE is None, reason="no CUDA device; covered by the interpreter subprocess"
-)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _loose_fp64(dtype, mask, smoothing):
@@ -228,8 +214,4 @@ def test_supports_reasons():
 def test_interpreted_in_subprocess():
     # Also sidesteps triton 3.6's interpreter, which fails on runtime loop bounds with NumPy 2.x
     # (int() of a 1-element array); triton 3.8's works.
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    cmd = [sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-p", "no:cacheprovider", "-x"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in proc.stdout
+    rerun_interpreted(__file__)

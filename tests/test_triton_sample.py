@@ -4,8 +4,6 @@ Like tests/test_triton.py: without a GPU, ``test_interpreted_in_subprocess`` rer
 TRITON_INTERPRET=1, where the kernels run on CPU tensors; with a GPU they run here on CUDA tensors.
 """
 
-import os
-import subprocess
 import sys
 
 import pytest
@@ -14,19 +12,10 @@ import torch
 triton = pytest.importorskip("triton")
 
 import zoomkern.triton as zt  # noqa: E402
+from tests._triton_env import DEVICE, needs_kernels, rerun_interpreted  # noqa: E402
 from zoomkern import reference as R  # noqa: E402
 
 zs = sys.modules["zoomkern.triton.sample"]  # zoomkern.triton re-exports ``sample``, shadowing the module
-
-if zt.INTERPRETED:
-    DEVICE = "cpu"
-elif torch.cuda.is_available():
-    DEVICE = "cuda"
-else:
-    DEVICE = None
-needs_kernels = pytest.mark.skipif(
-    DEVICE is None, reason="no CUDA device; covered by the interpreter subprocess"
-)
 
 
 def _probs(B, N, dtype, zero_frac, seed):
@@ -178,9 +167,4 @@ def test_sample_bitwise_repeatable_and_seed_sensitive():
 
 @pytest.mark.skipif(DEVICE is not None, reason="kernels already ran here (interpreted, or compiled on CUDA)")
 def test_interpreted_in_subprocess():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cmd = [sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-p", "no:cacheprovider", "-x"]
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in proc.stdout
+    rerun_interpreted(__file__)
