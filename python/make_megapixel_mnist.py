@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a checkout
 
-from zoomkern.data import make_megapixel_mnist  # noqa: E402
+from zoomkern.data import add_low_view, make_megapixel_mnist  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -27,8 +27,19 @@ def main(argv=None) -> None:
     ap.add_argument("--binary-digit", type=int, default=None, help="label = 1 iff this digit is present")
     ap.add_argument("--overwrite", action="store_true", help="replace existing train/ and test/")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument(
+        "--add-scale", type=float, metavar="S", help="only add a low view at scale S (images kept)"
+    )
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
+    if a.add_scale is not None:
+        splits = [os.path.join(a.out, s) for s in ("train", "test") if os.path.isdir(os.path.join(a.out, s))]
+        if not splits:
+            raise SystemExit(f"--out {a.out}: no train/ or test/ split to add a low view to")
+        for d in splits:
+            print(f"wrote {add_low_view(d, a.add_scale, progress=not a.no_progress)}")
+        print(f"done in {time.perf_counter() - t0:.1f} s")
+        return
     root = make_megapixel_mnist(
         a.out, a.n_train, a.n_test, size=tuple(a.size), n_noise=a.noise, scale=a.scale, seed=a.seed,
         binary_digit=a.binary_digit, progress=not a.no_progress, overwrite=a.overwrite,

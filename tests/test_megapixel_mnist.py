@@ -3,6 +3,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("mlxtend")
 
@@ -200,3 +201,44 @@ def test_kfold_partitions():
         args = {"n": 10, "k": 5, "fold": 0, **bad}
         with pytest.raises(ValueError, match=next(iter(bad))):
             kfold_indices(args["n"], args["k"], args["fold"], labels=args.get("labels"))
+
+
+def test_added_low_view(noisy, tmp_path):
+    # a finer stage-I view added to an existing split: the generator's area average at the new scale,
+    # served only when asked for, and refused (naming the remedy) at a scale the split does not have
+    from zoomkern.data import add_low_view
+    from zoomkern.data.megapixel_mnist import LowViewMissing
+
+    d = _copy(noisy / "train", tmp_path / "train")
+    with pytest.raises(LowViewMissing, match="--add-scale 0.25"):
+        MegapixelMNIST(tmp_path, "train", scale=0.25)
+    path = add_low_view(d, 0.25, progress=False)
+    assert path.name == "lowres_0.25.npy" and not list(d.glob(".*"))  # no temporary left behind
+    fine = MegapixelMNIST(tmp_path, "train", scale=0.25)
+    assert fine.scale == 0.25
+    img, low, label = fine[3]
+    assert low.shape == (1, 50, 53)  # round(200 * 0.25), round(212 * 0.25)
+    np.testing.assert_array_equal(low[0].numpy(), to_uint8(area_downsample(img[0].numpy(), (50, 53))))
+    # the generator's own view is still the default, and asking for it by scale gives the same
+    default, same = MegapixelMNIST(tmp_path, "train"), MegapixelMNIST(tmp_path, "train", scale=0.12)
+    assert default.scale == same.scale == 0.12
+    assert torch.equal(default[3][1], same[3][1]) and default[3][1].shape != low.shape
+    assert label == default[3][2]
+    with pytest.raises(ValueError, match="scale"):
+        add_low_view(d, 1.5, progress=False)
+
+
+def test_training_adds_a_missing_low_view(noisy, tmp_path):
+    # --scale on an existing set adds the view instead of refusing the set or regenerating the images
+    from zoomkern.training.config import TrainConfig
+    from zoomkern.training.data import World, _dataset
+
+    for split in ("train", "test"):
+        _copy(noisy / split, tmp_path / split)
+    images = (tmp_path / "train" / "images.npy").stat().st_mtime_ns
+    meta = json.loads((noisy / "train" / "meta.json").read_text())
+    cfg = TrainConfig(size=SIZE, n_noise=meta["n_noise"], data_seed=3, scale=0.25, root=str(tmp_path))
+    ds = _dataset(str(tmp_path), "train", cfg, meta["n_noise"], 10, World())
+    assert ds.scale == 0.25 and ds[0][1].shape == (1, 50, 53)
+    assert (tmp_path / "train" / "images.npy").stat().st_mtime_ns == images
+    assert "0.25" in json.loads((tmp_path / "train" / "meta.json").read_text())["low_views"]

@@ -270,6 +270,56 @@ def make_megapixel_mnist(root, n_train, n_test, size=(1500, 1500), n_noise=50, s
     return root
 
 
+class LowViewMissing(FileNotFoundError):
+    """The split exists but has no low view at the asked scale (``add_low_view`` writes one)."""
+
+
+def _same_scale(a: float, b: float) -> bool:
+    return abs(float(a) - float(b)) < 1e-9
+
+
+def _low_file(scale: float) -> str:
+    return f"lowres_{scale:g}"
+
+
+def add_low_view(split_dir, scale: float, progress: bool = True) -> Path:
+    """Write another low-resolution view of an existing split (``lowres_<scale>.npy``, the same area
+    average the generator uses) and list it in meta.json under ``low_views``; the images are not touched.
+    Written to a temporary file and renamed, then meta.json is replaced, so an interrupted call leaves the
+    split as it was. Returns the new file's path."""
+    d = Path(split_dir)
+    meta_path = d / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path}: missing; generate the set first")
+    if not 0 < scale <= 1:
+        raise ValueError(f"scale={scale!r}: must be in (0, 1]")
+    meta = json.loads(meta_path.read_text())
+    n, size = int(meta["n"]), tuple(meta["size"])
+    lsize = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+    images = _load(d / "images.npy", (n, *size), np.uint8)
+    dest = d / f"{_low_file(scale)}.npy"
+    fd, tmp = tempfile.mkstemp(prefix=".lowres-", suffix=".npy", dir=d)
+    os.close(fd)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, *lsize))
+        from tqdm.auto import tqdm
+
+        for i in tqdm(range(n), desc=f"low view {scale:g} of {d}", unit="img", disable=not progress):
+            out[i] = to_uint8(area_downsample(np.asarray(images[i]), lsize))
+        out.flush()
+        del out
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    meta.setdefault("low_views", {})[f"{scale:g}"] = list(lsize)
+    tmp_meta = d / ".meta.json.tmp"
+    tmp_meta.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp_meta, meta_path)
+    return dest
+
+
 def _ink_box(pattern: np.ndarray) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(pattern)
     return (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
@@ -296,7 +346,9 @@ class MegapixelMNIST(torch.utils.data.Dataset):
     ``noise_boxes()`` gives the noise stamps' ink boxes (for the patch diagnosis).
     """
 
-    def __init__(self, root, split: str = "train"):
+    def __init__(self, root, split: str = "train", scale: float | None = None):
+        """``scale``: which low view to serve, the one written with the set (None) or one added later by
+        ``add_low_view`` (a finer stage-I view without regenerating the images)."""
         if split not in _SPLIT_ID:
             raise ValueError(f"split={split!r}: must be 'train' or 'test'")
         self.dir = Path(root) / split
@@ -308,7 +360,19 @@ class MegapixelMNIST(torch.utils.data.Dataset):
             n, size, lsize = int(self.meta["n"]), tuple(self.meta["size"]), tuple(self.meta["lowres_size"])
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
             raise ValueError(f"{meta_path}: corrupt or incomplete ({type(e).__name__}: {e})") from e
-        self._specs = {"images": ((n, *size), np.uint8), "lowres": ((n, *lsize), np.uint8)}
+        self.scale, low_file = self.meta.get("scale"), "lowres"
+        if scale is not None and not _same_scale(scale, self.scale):
+            views = self.meta.get("low_views", {})
+            key = next((k for k in views if _same_scale(float(k), scale)), None)
+            if key is None:
+                have = ", ".join(str(v) for v in [self.scale, *views])
+                raise LowViewMissing(
+                    f"{self.dir}: no low view at scale {scale} (have {have}); add one with "
+                    f"python/make_megapixel_mnist.py --add-scale {scale} --out {Path(root)}"
+                )
+            self.scale, lsize, low_file = float(key), tuple(views[key]), _low_file(float(key))
+        self._low_file = low_file
+        self._specs = {"images": ((n, *size), np.uint8), low_file: ((n, *lsize), np.uint8)}
         self.labels = np.array(_load(self.dir / "labels.npy", (n,), np.int64))
         self.boxes = np.array(_load(self.dir / "boxes.npy", (n, N_DIGITS, 5), np.int64))
         self._noise_boxes = None
@@ -355,7 +419,7 @@ class MegapixelMNIST(torch.utils.data.Dataset):
         until a patch is; it pickles as the file path and the row), the training loader's choice."""
         if self._arrays is None or self._pid != os.getpid():
             self._open()
-        low = torch.from_numpy(np.array(self._arrays["lowres"][i]))[None]
+        low = torch.from_numpy(np.array(self._arrays[self._low_file][i]))[None]
         if lazy:
             from ..io import NpySource
 

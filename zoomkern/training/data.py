@@ -25,10 +25,17 @@ def parse_curriculum(spec: str) -> list[tuple[int, int]]:
 
 
 def _dataset(root: str, split: str, cfg: TrainConfig, n_noise: int, n_test: int, world: World):
-    from ..data.megapixel_mnist import MegapixelMNIST, make_megapixel_mnist
+    from ..data.megapixel_mnist import LowViewMissing, MegapixelMNIST, add_low_view, make_megapixel_mnist
 
     try:
-        return _matching(MegapixelMNIST(root, split), cfg, n_noise)
+        return _matching(MegapixelMNIST(root, split, scale=cfg.scale), cfg, n_noise)
+    except LowViewMissing:
+        # the set is there, only not at this --scale: add the low view (seconds), keep the images
+        if world.main:
+            print(f"adding a low view at scale {cfg.scale} to {root}/{split}", file=sys.stderr)
+            add_low_view(f"{root}/{split}", cfg.scale)
+        barrier(world)
+        return _matching(MegapixelMNIST(root, split, scale=cfg.scale), cfg, n_noise)
     except FileNotFoundError:
         pass
     if world.main:  # one writer; the other ranks wait at the barrier, then open what it wrote
@@ -48,7 +55,7 @@ def _dataset(root: str, split: str, cfg: TrainConfig, n_noise: int, n_test: int,
             binary_digit=cfg.binary_digit,
         )
     barrier(world)
-    return _matching(MegapixelMNIST(root, split), cfg, n_noise)
+    return _matching(MegapixelMNIST(root, split, scale=cfg.scale), cfg, n_noise)
 
 
 def _matching(ds, cfg: TrainConfig, n_noise: int):
@@ -57,6 +64,7 @@ def _matching(ds, cfg: TrainConfig, n_noise: int):
     want = dict(size=list(cfg.size), n_noise=n_noise, scale=cfg.scale, seed=cfg.data_seed,
                 binary_digit=cfg.binary_digit, n_classes=cfg.n_classes)  # fmt: skip
     got = {k: ds.meta.get(k) for k in want}
+    got["scale"] = ds.scale  # the low view served: the generator's, or one added by add_low_view
     bad = [f"{k}={got[k]!r} (config: {want[k]!r})" for k in want if got[k] != want[k]]
     if bad:
         raise ValueError(
