@@ -56,7 +56,7 @@ def test_patch_classification():
 
 
 @pytest.mark.parametrize("model", ["zoomin", "ats"])
-def test_training_logs_and_plots_the_diagnosis(root, tmp_path, model):
+def test_training_logs_and_plots_the_diagnosis(root, tmp_path, model, capsys):
     cfg = TrainConfig(root=root, size=(128, 128), n_train=8, n_test=4, n_noise=3, scale=0.25, model=model,
                       tile_size=64, s2=0.5, sub_grid=(4, 4), patch_size=24, n_tiles=3, n_sub=2, n_patches=4,
                       feature_widths=(4, 8), epochs=2, batch_size=4, out=str(tmp_path),
@@ -70,6 +70,25 @@ def test_training_logs_and_plots_the_diagnosis(root, tmp_path, model):
             assert 0.0 <= float(r[k]) <= 1.0, (k, r[k])
         assert (model == "ats") == np.isnan(float(r["train_entropy2"]))
     assert os.path.getsize(s["diagnosis_plot"]) > 1000
+    # python/diagnose.py on the checkpoint: one table row per evaluation setting, rates in range
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("diagnose", os.path.join(os.path.dirname(__file__), "..",
+                                                  "python", "diagnose.py"))  # fmt: skip
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    flags = (
+        ["--n-tiles-eval", "2", "4", "--n-sub-eval", "1"] if model == "zoomin" else ["--n-patches", "2", "6"]
+    )
+    assert mod.main(["--checkpoint", s["checkpoint"], *flags]) == 0
+    rows = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "%" not in line
+    ]
+    assert len(rows) == 2, rows
+    for line in rows:
+        cells = line.strip("|").split("|")
+        acc = float(cells[2])
+        assert 0 <= acc <= 100 and (cells[3].strip() == "-") == (model == "ats")
 
 
 def test_object_patch_classification():
@@ -90,3 +109,31 @@ def test_object_patch_classification():
     assert len(s.counts()) == ObjectStats.N_COUNTS
     assert (r["x_patch_object"], r["x_image_object"]) == (0.25, 1.0)
     assert r["x_entropy1"] == pytest.approx(1.0) and np.isnan(r["x_entropy2"])
+
+
+def test_digit_recall():
+    from zoomkern.training.diagnosis import DigitRecall
+
+    class _DS:  # one image, label 3: three 3s and two 7s, in a row along y = 0
+        boxes = np.array([[[0, 0, 28, 28, 3], [0, 100, 28, 28, 3], [0, 200, 28, 28, 3],
+                           [0, 300, 28, 28, 7], [0, 400, 28, 28, 7]]])  # fmt: skip
+        labels = np.array([3])
+
+    s = DigitRecall(_DS(), (8, 8), tile_size=(50, 150))
+    # the tile at x = 0 holds the digits at x = 0 and 100 (cores 4..24, 104..124) but not the one at 200;
+    # patches touch the 3 at x = 100, the 7 at x = 300, and the blank margin of the 3 at x = 200 (x 190..198)
+    out = dict(
+        patch_offsets=torch.tensor([[[10, 110], [10, 310], [10, 190], [10, 310]]]),
+        patch_valid=torch.tensor([[True, True, True, False]]),
+        tile_offsets=torch.tensor([[[0, 0]]]),
+    )
+    s.update(out, [0], [False])
+    r = s.result()
+    assert r["digit_in_tile"] == pytest.approx(2 / 5) and r["digit_hit"] == pytest.approx(2 / 5)
+    assert r["target_hits"] == [0.0, 1.0, 0.0, 0.0] and r["acc"] == 0.0
+    assert r["acc_given_hits"][1] == 0.0 and np.isnan(r["acc_given_hits"][3])
+    # the invalid slot (a repeated offset) does not count: moving it onto the 3 at x = 0 changes nothing
+    out["patch_offsets"][0, 3] = torch.tensor([10, 10])
+    s2 = DigitRecall(_DS(), (8, 8))
+    s2.update(out, [0], [True])
+    assert s2.result()["digit_hit"] == pytest.approx(2 / 5) and np.isnan(s2.result()["digit_in_tile"])

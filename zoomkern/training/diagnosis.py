@@ -166,3 +166,57 @@ def stats_class(dataset):
         if cls.supports(dataset):
             return cls
     return None
+
+
+class DigitRecall:
+    """Where a trained model loses the digits (Megapixel MNIST; issue 12's "what bounds it").
+
+    Per image: which of its digits lie wholly inside a drawn tile (stage I's recall; Zoom-In only), which
+    ones a patch touches (the patches' recall; a touch is an overlap with the digit's 20 x 20 ink core),
+    how many of the TARGET-class digits were touched (0 .. 3), and whether the prediction was right. The
+    accuracy given k touched target digits separates the attention's misses (k small) from the
+    classifier's (k = 3 and still wrong). ``update(out, indices, correct)`` per batch; ``result()``.
+    """
+
+    def __init__(self, dataset, patch_size: tuple[int, int], tile_size: tuple[int, int] | None = None):
+        self.digits = dataset.boxes  # (N, 5, 5) y, x, h, w, class
+        self.labels = dataset.labels
+        self.size, self.tile = tuple(patch_size), None if tile_size is None else tuple(tile_size)
+        n_target = int(max((b[:, 4] == lab).sum() for b, lab in zip(self.digits, self.labels, strict=True)))
+        self.images = self.in_tile = self.hit = 0
+        self.by_k = np.zeros((n_target + 1, 2), np.int64)  # (images, correct) per touched target count
+
+    def update(self, out: dict, indices, correct) -> None:
+        offs = out["patch_offsets"].detach().cpu().numpy()
+        valid = out.get("patch_valid")
+        valid = valid.detach().cpu().numpy() if valid is not None else np.ones(offs.shape[:2], bool)
+        tiles = out.get("tile_offsets")
+        tiles = tiles.detach().cpu().numpy() if tiles is not None and self.tile is not None else None
+        correct = np.asarray(correct, bool)
+        lo, hi = DIGIT_CORE
+        for row, i in enumerate(indices):
+            d = self.digits[i]
+            core = np.stack([d[:, 0] + lo, d[:, 1] + lo, d[:, 0] + hi, d[:, 1] + hi], 1)
+            p = offs[row][valid[row]]
+            hit = np.array([_overlap(p, self.size, core[j : j + 1]).any() for j in range(len(core))])
+            self.hit += int(hit.sum())
+            if tiles is not None:
+                t = tiles[row][:, None]  # (N, 1, 2) drawn tiles' corners against (5, 4) cores
+                inside = (core[None, :, 0] >= t[..., 0]) & (core[None, :, 2] <= t[..., 0] + self.tile[0])
+                inside &= (core[None, :, 1] >= t[..., 1]) & (core[None, :, 3] <= t[..., 1] + self.tile[1])
+                self.in_tile += int(inside.any(0).sum())
+            k = int((hit & (d[:, 4] == self.labels[i])).sum())
+            self.by_k[k] += (1, int(correct[row]))
+            self.images += 1
+
+    def result(self) -> dict:
+        n_digits = max(1, self.images * self.digits.shape[1])
+        n = max(1, self.images)
+        return dict(
+            images=self.images,
+            acc=float(self.by_k[:, 1].sum() / n),
+            digit_in_tile=self.in_tile / n_digits if self.tile is not None else float("nan"),
+            digit_hit=self.hit / n_digits,
+            target_hits=(self.by_k[:, 0] / n).tolist(),  # share of images with k = 0, 1, ... touched
+            acc_given_hits=[float(c / m) if m else float("nan") for m, c in self.by_k],
+        )
