@@ -55,6 +55,16 @@ def test_patch_classification():
     assert r["x_entropy1"] == pytest.approx(1.0) and np.isnan(r["x_entropy2"])
 
 
+def _script(name):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "python", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.mark.parametrize("model", ["zoomin", "ats"])
 def test_training_logs_and_plots_the_diagnosis(root, tmp_path, model, capsys):
     cfg = TrainConfig(root=root, size=(128, 128), n_train=8, n_test=4, n_noise=3, scale=0.25, model=model,
@@ -70,13 +80,15 @@ def test_training_logs_and_plots_the_diagnosis(root, tmp_path, model, capsys):
             assert 0.0 <= float(r[k]) <= 1.0, (k, r[k])
         assert (model == "ats") == np.isnan(float(r["train_entropy2"]))
     assert os.path.getsize(s["diagnosis_plot"]) > 1000
+    # python/plot_runs.py draws the run's curve; a label without a path is refused by name
+    curves = _script("plot_runs")
+    assert curves.main([f"run={s['csv']}", "--out", str(tmp_path / "c.png")]) == 0
+    assert os.path.getsize(tmp_path / "c.png") > 1000
+    with pytest.raises(SystemExit):
+        curves.main(["run", "--out", str(tmp_path / "d.png")])
+    assert "LABEL=path" in capsys.readouterr().err
     # python/diagnose.py on the checkpoint: one table row per evaluation setting, rates in range
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("diagnose", os.path.join(os.path.dirname(__file__), "..",
-                                                  "python", "diagnose.py"))  # fmt: skip
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("diagnose")
     flags = (
         ["--n-tiles-eval", "2", "4", "--n-sub-eval", "1"] if model == "zoomin" else ["--n-patches", "2", "6"]
     )

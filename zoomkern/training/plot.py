@@ -86,16 +86,9 @@ def _picture(image, max_side: int = 1024) -> np.ndarray:
     return (x[:3].permute(1, 2, 0).float() / top).clamp(0, 1).numpy()
 
 
-def plot_diagnosis(csv_path: str, path: str) -> str | None:
-    """Per-epoch curves from metrics.csv: accuracy, the share of patches on digit ink and on noise ink
-    (training draws and evaluation patches), and each stage's attention entropy over log(cells).
-    Returns ``path``, or None when the CSV has no diagnosis columns (a data set without object boxes)."""
+def _read_metrics(csv_path: str):
+    """(rows, col): the rows of a metrics.csv and ``col(name)`` -> float array (NaN where missing)."""
     import csv
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -109,6 +102,48 @@ def plot_diagnosis(csv_path: str, path: str) -> str | None:
                 out.append(float("nan"))
         return np.array(out)
 
+    return rows, col
+
+
+def plot_curves(runs: dict[str, str], path: str, title: str = "") -> str:
+    """Test accuracy per epoch of several runs in one figure: ``runs`` maps a legend label to a
+    metrics.csv. The sampled training accuracy is drawn dashed in the same colour. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for k, (label, csv_path) in enumerate(runs.items()):
+        rows, col = _read_metrics(csv_path)
+        if not rows:
+            raise ValueError(f"{csv_path}: no epochs logged")
+        ep, c = col("epoch") + 1, f"C{k}"
+        ax.plot(ep, 100 * col("test_acc"), marker="o", ms=3, color=c, label=f"{label}: test")
+        ax.plot(ep, 100 * col("train_acc"), ls="--", color=c, alpha=0.6, label=f"{label}: train (sampled)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy %")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_diagnosis(csv_path: str, path: str) -> str | None:
+    """Per-epoch curves from metrics.csv: accuracy, the share of patches on digit ink and on noise ink
+    (training draws and evaluation patches), and each stage's attention entropy over log(cells).
+    Returns ``path``, or None when the CSV has no diagnosis columns (a data set without object boxes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, col = _read_metrics(csv_path)
     share = [("train_patch_digit", "train: digit ink"), ("train_patch_noise", "train: noise"),
              ("test_patch_digit", "test: digit ink"), ("test_patch_noise", "test: noise")]  # fmt: skip
     if rows and not np.isnan(col("train_patch_object")).all():  # data sets with object boxes (signs)
