@@ -58,3 +58,16 @@ def test_build_model_fills_the_options_from_the_config():
         64, cfg.scale, 0.02, 0.02, 1e-3, True)  # fmt: skip
     a = build_model(dataclasses.replace(cfg, model="ats", n_patches=6))
     assert isinstance(a.options, ATSOptions) and a.n_patches == 6 and a.entropy == 0.02
+    assert a.n_patches_eval == 6  # no evaluation budget given: the training one
+    assert build_model(dataclasses.replace(cfg, model="ats", n_patches_eval=9)).n_patches_eval == 9
+
+
+def test_presets_evaluate_ats_with_zoomins_patch_budget():
+    # like for like: ATS evaluates as many patches as Zoom-In's tiles x sub-cells (10 touched 30% of the
+    # paper-setting digits, 48 touched 96%)
+    from zoomkern.training import PRESETS
+
+    for name in ("demo", "paper"):
+        p = PRESETS[name]
+        a = build_model(TrainConfig(**{**p, "model": "ats", "feature_widths": (4, 8)}))
+        assert a.n_patches_eval == p["n_tiles_eval"] * p["n_sub_eval"] and a.n_patches == 10
