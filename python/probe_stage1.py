@@ -1,0 +1,109 @@
+"""Can stage I tell a digit from a noise stamp at a given scale? A supervised probe (issue 12).
+
+    python python/probe_stage1.py --root data/mnist_paper --scale 0.12 0.25
+
+Trains the stage-I attention net of the model (same architecture, max pooling to the tile grid, the ink
+prior added) WITH the answer: a tile's label is whether a digit's ink core lies in it (binary cross-
+entropy per tile). No model is trained this way; the probe asks whether the low view holds the
+information. If the probe ranks the digit tiles first at 0.12, stage I's failure to do so in training
+is a learning-signal problem, not a resolution problem. Prints, on the test split, the share of digits
+whose tile is among the top-k tiles (k = 5: the training draws; k = 16: the evaluation tiles) for the
+ink prior alone and for the probe, after each epoch. The low views at each scale must exist
+(``make_megapixel_mnist.py --add-scale S``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def tile_labels(boxes, size, tile: int):
+    """(N, 5, 5) digit boxes -> (N, gh, gw) float: 1 where a digit's ink-core centre lies in the tile."""
+    import numpy as np
+
+    from zoomkern.training.diagnosis import DIGIT_CORE
+
+    gh, gw = -(-size[0] // tile), -(-size[1] // tile)
+    c = (DIGIT_CORE[0] + DIGIT_CORE[1]) // 2
+    lab = np.zeros((len(boxes), gh, gw), np.float32)
+    for i, b in enumerate(boxes):
+        lab[i, (b[:, 0] + c) // tile, (b[:, 1] + c) // tile] = 1.0
+    return lab
+
+
+def recall_at(logits, labels, k: int) -> float:
+    """Share of the digit tiles that are among each image's top-k tiles."""
+    import torch
+
+    flat, lab = logits.flatten(1), labels.flatten(1)
+    top = torch.zeros_like(lab).scatter_(1, flat.topk(k, 1).indices, 1.0)
+    return float((top * lab).sum() / lab.sum())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="a Megapixel MNIST root with train/ and test/")
+    p.add_argument("--scale", type=float, nargs="+", default=[0.12])
+    p.add_argument("--tile-size", type=int, default=250)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--prior-eps", type=float, default=1e-4)
+    p.add_argument("--threads", type=int)
+    a = p.parse_args(argv)
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from zoomkern.data import MegapixelMNIST
+    from zoomkern.models import AttentionNet
+    from zoomkern.models.base import ink_prior, pool_logits
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print("| scale | epoch | top-5 recall % (prior / probe) | top-16 recall % (prior / probe) | s |")
+    print("|---|---|---|---|---|")
+    for scale in a.scale:
+        torch.manual_seed(0)
+        sets = {s: MegapixelMNIST(a.root, s, scale=scale) for s in ("train", "test")}
+        size = tuple(sets["train"].meta["size"])
+        grid = (-(-size[0] // a.tile_size), -(-size[1] // a.tile_size))
+        data = {}
+        for s, ds in sets.items():
+            low = torch.from_numpy(np.array(ds._arrays[ds._low_file])).float()[:, None] / 255.0
+            data[s] = (low, torch.from_numpy(tile_labels(ds.boxes, size, a.tile_size)))
+        net = AttentionNet(1)
+        opt = torch.optim.Adam(net.parameters(), lr=a.lr)
+
+        def logits(x, net=net, grid=grid):
+            return pool_logits(net(x), grid) + ink_prior(x, grid, a.prior_eps)
+
+        te_low, te_lab = data["test"]
+        prior = ink_prior(te_low, grid, a.prior_eps)
+        r_prior = (recall_at(prior, te_lab, 5), recall_at(prior, te_lab, 16))
+        low, lab = data["train"]
+        t0 = time.perf_counter()
+        for epoch in range(a.epochs):
+            net.train()
+            for idx in torch.randperm(len(low)).split(32):
+                loss = F.binary_cross_entropy_with_logits(logits(low[idx]), lab[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            net.eval()
+            with torch.no_grad():
+                out = torch.cat([logits(x) for x in te_low.split(100)])
+            r = (recall_at(out, te_lab, 5), recall_at(out, te_lab, 16))
+            secs = time.perf_counter() - t0
+            print(f"| {scale:g} | {epoch + 1} | {100 * r_prior[0]:.1f} / {100 * r[0]:.1f} | "
+                  f"{100 * r_prior[1]:.1f} / {100 * r[1]:.1f} | {secs:.0f} |", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
