@@ -41,8 +41,30 @@ def recall_at(logits, labels, k: int) -> float:
     import torch
 
     flat, lab = logits.flatten(1), labels.flatten(1)
-    top = torch.zeros_like(lab).scatter_(1, flat.topk(k, 1).indices, 1.0)
+    top = torch.zeros_like(lab).scatter_(1, flat.topk(min(k, flat.shape[1]), 1).indices, 1.0)
     return float((top * lab).sum() / lab.sum())
+
+
+def _trained_stage1(path: str, scale: float, grid, low):
+    """Tile logits of a trained Zoom-In's stage I (its net, pooling and prior) on ``low`` (N, 1, h, w)."""
+    import torch
+
+    from zoomkern.models.base import ink_prior, pool_logits
+    from zoomkern.training.predict import load_model
+
+    model, cfg = load_model(path)
+    if not hasattr(model, "attention1") or abs(cfg.scale - scale) > 1e-9:
+        raise SystemExit(
+            f"{path}: not a Zoom-In trained at scale {scale} (model {cfg.model}, scale {cfg.scale})"
+        )
+    out = []
+    with torch.no_grad():
+        for x in low.split(100):
+            lg = pool_logits(model.attention1(x), grid, model.tile_pooling)
+            if model.prior:
+                lg = lg + model.prior_weight * ink_prior(x, grid, model.prior_eps)
+            out.append(lg)
+    return torch.cat(out)
 
 
 def main(argv=None) -> int:
@@ -53,7 +75,11 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--prior-eps", type=float, default=1e-4)
+    p.add_argument("--width", type=int, default=8, help="channels of the attention net (the model's: 8)")
+    p.add_argument("--depth", type=int, default=3, help="conv layers of the attention net (the model's: 3)")
     p.add_argument("--threads", type=int)
+    p.add_argument("--checkpoint", nargs="*", default=[],
+                   help="also score these trained Zoom-In checkpoints' stage I")  # fmt: skip
     a = p.parse_args(argv)
 
     import numpy as np
@@ -66,6 +92,7 @@ def main(argv=None) -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    print(f"stage-I net: width {a.width}, depth {a.depth}")
     print("| scale | epoch | top-5 recall % (prior / probe) | top-16 recall % (prior / probe) | s |")
     print("|---|---|---|---|---|")
     for scale in a.scale:
@@ -77,7 +104,7 @@ def main(argv=None) -> int:
         for s, ds in sets.items():
             low = torch.from_numpy(np.array(ds._arrays[ds._low_file])).float()[:, None] / 255.0
             data[s] = (low, torch.from_numpy(tile_labels(ds.boxes, size, a.tile_size)))
-        net = AttentionNet(1)
+        net = AttentionNet(1, width=a.width, depth=a.depth)
         opt = torch.optim.Adam(net.parameters(), lr=a.lr)
 
         def logits(x, net=net, grid=grid):
@@ -86,6 +113,11 @@ def main(argv=None) -> int:
         te_low, te_lab = data["test"]
         prior = ink_prior(te_low, grid, a.prior_eps)
         r_prior = (recall_at(prior, te_lab, 5), recall_at(prior, te_lab, 16))
+        for path in a.checkpoint:
+            trained = _trained_stage1(path, scale, grid, te_low)
+            r = (recall_at(trained, te_lab, 5), recall_at(trained, te_lab, 16))
+            print(f"| {scale:g} | trained end to end: {path} | {100 * r_prior[0]:.1f} / {100 * r[0]:.1f} | "
+                  f"{100 * r_prior[1]:.1f} / {100 * r[1]:.1f} | - |", flush=True)  # fmt: skip
         low, lab = data["train"]
         t0 = time.perf_counter()
         for epoch in range(a.epochs):

@@ -149,3 +149,18 @@ def test_digit_recall():
     s2 = DigitRecall(_DS(), (8, 8))
     s2.update(out, [0], [True])
     assert s2.result()["digit_hit"] == pytest.approx(2 / 5) and np.isnan(s2.result()["digit_in_tile"])
+
+
+def test_stage1_probe(root, capsys):
+    probe = _script("probe_stage1")
+    boxes = np.array([[[0, 0, 28, 28, 1], [40, 70, 28, 28, 2]]])  # centres (14, 14) and (54, 84)
+    lab = probe.tile_labels(boxes, (128, 128), 32)
+    assert lab.shape == (1, 4, 4) and lab.sum() == 2 and lab[0, 0, 0] == 1 and lab[0, 1, 2] == 1
+    logits = torch.arange(16.0).reshape(1, 4, 4)  # ranks tile (1, 2) 10th from the top, (0, 0) last
+    labels = torch.from_numpy(lab)
+    assert probe.recall_at(logits, labels, 9) == 0.0 and probe.recall_at(logits, labels, 10) == 0.5
+    assert probe.recall_at(logits, labels, 16) == 1.0
+    assert probe.recall_at(logits, labels, 99) == 1.0  # k past the grid: every tile
+    assert probe.main(["--root", root, "--scale", "0.25", "--tile-size", "32", "--epochs", "1"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| 0.25 |")]
+    assert len(rows) == 1 and all(0 <= float(v) <= 100 for v in rows[0].split("|")[3].split("/"))
