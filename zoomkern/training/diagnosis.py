@@ -16,14 +16,31 @@ import numpy as np
 DIGIT_CORE = (4, 24)  # rows/cols of the 28 x 28 digit box that hold the ink
 
 
-def _overlap(p: np.ndarray, size: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
-    """p (k, 2) patch corners, boxes (m, 4) (y0, x0, y1, x1) half-open -> (k,) any overlap."""
-    if boxes.shape[0] == 0 or p.shape[0] == 0:
-        return np.zeros(p.shape[0], bool)
+def _hits(p: np.ndarray, size: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
+    """p (k, 2) patch corners, boxes (m, 4) (y0, x0, y1, x1) half-open -> (k, m) patch i overlaps box j."""
     y, x = p[:, None, 0], p[:, None, 1]
     hit = (y < boxes[None, :, 2]) & (boxes[None, :, 0] < y + size[0])
     hit &= (x < boxes[None, :, 3]) & (boxes[None, :, 1] < x + size[1])
-    return hit.any(1)
+    return hit.reshape(p.shape[0], boxes.shape[0])
+
+
+def _overlap(p: np.ndarray, size: tuple[int, int], boxes: np.ndarray) -> np.ndarray:
+    """(k,): does patch i overlap any of the boxes (see _hits)."""
+    return _hits(p, size, boxes).any(1)
+
+
+def _digit_cores(d: np.ndarray) -> np.ndarray:
+    """(m, 5) digit boxes (y, x, h, w, class) -> (m, 4) half-open boxes of their ink cores."""
+    lo, hi = DIGIT_CORE
+    return np.stack([d[:, 0] + lo, d[:, 1] + lo, d[:, 0] + hi, d[:, 1] + hi], 1)
+
+
+def _valid_offsets(out: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The model output's patch corners (B, k, 2) and which of them are real draws (B, k) bool."""
+    offs = out["patch_offsets"].detach().cpu().numpy()
+    valid = out.get("patch_valid")
+    valid = valid.detach().cpu().numpy() if valid is not None else np.ones(offs.shape[:2], bool)
+    return offs, valid
 
 
 class _Stats:
@@ -40,9 +57,7 @@ class _Stats:
     def update(self, out: dict, indices) -> None:
         if "patch_offsets" not in out:
             return
-        offs = out["patch_offsets"].detach().cpu().numpy()
-        valid = out.get("patch_valid")
-        valid = valid.detach().cpu().numpy() if valid is not None else np.ones(offs.shape[:2], bool)
+        offs, valid = _valid_offsets(out)
         for row, i in enumerate(indices):
             self._count(offs[row][valid[row]], i)
         a = out["attention"]
@@ -83,10 +98,7 @@ class PatchStats(_Stats):
         return hasattr(dataset, "boxes") and hasattr(dataset, "noise_boxes")
 
     def _count(self, p: np.ndarray, i: int) -> None:
-        lo, hi = DIGIT_CORE
-        d = self.digits[i]
-        dbox = np.stack([d[:, 0] + lo, d[:, 1] + lo, d[:, 0] + hi, d[:, 1] + hi], 1)
-        self.digit += int(_overlap(p, self.size, dbox).sum())
+        self.digit += int(_overlap(p, self.size, _digit_cores(self.digits[i])).sum())
         self.noise_hits += int(_overlap(p, self.size, self.noise[i]).sum())
         self.n += p.shape[0]
 
@@ -187,18 +199,14 @@ class DigitRecall:
         self.by_k = np.zeros((n_target + 1, 2), np.int64)  # (images, correct) per touched target count
 
     def update(self, out: dict, indices, correct) -> None:
-        offs = out["patch_offsets"].detach().cpu().numpy()
-        valid = out.get("patch_valid")
-        valid = valid.detach().cpu().numpy() if valid is not None else np.ones(offs.shape[:2], bool)
+        offs, valid = _valid_offsets(out)
         tiles = out.get("tile_offsets")
         tiles = tiles.detach().cpu().numpy() if tiles is not None and self.tile is not None else None
         correct = np.asarray(correct, bool)
-        lo, hi = DIGIT_CORE
         for row, i in enumerate(indices):
             d = self.digits[i]
-            core = np.stack([d[:, 0] + lo, d[:, 1] + lo, d[:, 0] + hi, d[:, 1] + hi], 1)
-            p = offs[row][valid[row]]
-            hit = np.array([_overlap(p, self.size, core[j : j + 1]).any() for j in range(len(core))])
+            core = _digit_cores(d)
+            hit = _hits(offs[row][valid[row]], self.size, core).any(0)  # (m,) digit j touched by a patch
             self.hit += int(hit.sum())
             if tiles is not None:
                 t = tiles[row][:, None]  # (N, 1, 2) drawn tiles' corners against (5, 4) cores
