@@ -192,8 +192,12 @@ def noise_stamps(
     return np.stack([ys, xs, nrng.integers(0, n_patterns, n_noise)], 1).astype(np.int64)
 
 
+def _low_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
 def _write_split(dest: Path, r: _Recipe, n: int, scale: float, bar) -> None:
-    lsize = max(1, round(r.size[0] * scale)), max(1, round(r.size[1] * scale))
+    lsize = _low_size(r.size, scale)
     images = np.lib.format.open_memmap(dest / "images.npy", mode="w+", dtype=np.uint8, shape=(n, *r.size))
     offset, stride = images.offset, int(np.prod(r.size))
     del images  # only the header and the (sparse) file size come from the memmap, see below
@@ -295,7 +299,7 @@ def add_low_view(split_dir, scale: float, progress: bool = True) -> Path:
         raise ValueError(f"scale={scale!r}: must be in (0, 1]")
     meta = json.loads(meta_path.read_text())
     n, size = int(meta["n"]), tuple(meta["size"])
-    lsize = max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+    lsize = _low_size(size, scale)
     images = _load(d / "images.npy", (n, *size), np.uint8)
     dest = d / f"{_low_file(scale)}.npy"
     fd, tmp = tempfile.mkstemp(prefix=".lowres-", suffix=".npy", dir=d)
@@ -411,15 +415,19 @@ class MegapixelMNIST(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def low_views(self) -> np.ndarray:
+        """(N, h, w) uint8 memmap of the low view served (the ``scale`` chosen at construction)."""
+        if self._arrays is None or self._pid != os.getpid():
+            self._open()
+        return self._arrays[self._low_file]
+
     def __getitem__(self, i: int):
         return self.get(i)
 
     def get(self, i: int, *, lazy: bool = False):
         """Item i. ``lazy=True``: the image is a zk.io source over row i of the memmap (no pixel is read
         until a patch is; it pickles as the file path and the row), the training loader's choice."""
-        if self._arrays is None or self._pid != os.getpid():
-            self._open()
-        low = torch.from_numpy(np.array(self._arrays[self._low_file][i]))[None]
+        low = torch.from_numpy(np.array(self.low_views()[i]))[None]  # (re)opens the memmaps in this process
         if lazy:
             from ..io import NpySource
 

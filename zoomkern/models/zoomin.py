@@ -111,9 +111,12 @@ class ZoomIn(nn.Module):
         hi = off.new_tensor([max(lo[0], H - self.tile_size[0]), max(lo[1], W - self.tile_size[1])])
         return torch.maximum(torch.minimum(off, hi), lo)
 
-    def _softmax(self, logits, view, grid, mask=None):
-        if self.prior:
-            logits = logits + self.prior_weight * base.ink_prior(view, grid, self.prior_eps)
+    def _with_prior(self, logits, view, grid):
+        if not self.prior:
+            return logits
+        return logits + self.prior_weight * base.ink_prior(view, grid, self.prior_eps)
+
+    def _normalise(self, logits, mask=None):
         return zk.spatial_softmax(
             logits.float(),
             temperature=self.temperature,
@@ -121,6 +124,14 @@ class ZoomIn(nn.Module):
             mask=mask,
             return_entropy=True,
         )
+
+    def _softmax(self, logits, view, grid, mask=None):
+        return self._normalise(self._with_prior(logits, view, grid), mask)
+
+    def tile_logits(self, low: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Stage I's logits over the tile grid (B, gh, gw), the ink prior included: what its softmax
+        normalises. ``low`` (B, C, h, w) float in [0, 1] (python/probe_stage1.py ranks tiles by them)."""
+        return self._with_prior(base.pool_logits(self.attention1(low), grid, self.tile_pooling), low, grid)
 
     def stage1(self, image, lowres, mask=None):
         dev = next(self.parameters()).device
@@ -130,9 +141,7 @@ class ZoomIn(nn.Module):
             mask = base.padding_mask(image, low.shape[-2:], dev)
         if mask is not None:
             mask = base.grid_mask(mask, grid, dev)
-        a, ent = self._softmax(
-            base.pool_logits(self.attention1(low), grid, self.tile_pooling), low, grid, mask
-        )
+        a, ent = self._normalise(self.tile_logits(low, grid), mask)
         return a, ent, grid
 
     def stage2(self, image, a, grid, n_tiles, n_sub, det, inverted=False):
