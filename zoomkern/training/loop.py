@@ -196,9 +196,12 @@ def train(cfg: TrainConfig) -> dict:
     if world.enabled and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     try:
-        return _train(cfg, device, world, t_start)
-    finally:
-        dist.shutdown(world)
+        summary = _train(cfg, device, world, t_start)
+    except BaseException:
+        dist.shutdown(world, clean=False)
+        raise
+    dist.shutdown(world)
+    return summary
 
 
 def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
