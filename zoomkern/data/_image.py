@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io.source import scaled_size
+
 
 class DataError(ValueError):
     """Bad input on disk; the message names the file (and line, where there is one)."""
@@ -34,13 +36,9 @@ def read_rgb(path) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
-def lowres_size(hw: tuple[int, int], scale: float) -> tuple[int, int]:
-    return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
-
-
 def lowres_view(image: torch.Tensor, scale: float) -> torch.Tensor:
     """(C, H, W) uint8 -> (C, h, w) uint8 area average at ``scale`` (h = round(H * scale))."""
-    size = lowres_size(tuple(image.shape[-2:]), scale)
+    size = scaled_size(image.shape[-2:], scale)
     low = F.interpolate(image[None].float(), size=size, mode="area")[0]
     return low.round_().clamp_(0, 255).to(torch.uint8)
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.source import scaled_size
+
 RECIPE_VERSION = 1
 DIGIT = 28
 N_DIGITS, N_TARGET = 5, 3
@@ -192,12 +194,8 @@ def noise_stamps(
     return np.stack([ys, xs, nrng.integers(0, n_patterns, n_noise)], 1).astype(np.int64)
 
 
-def _low_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
-
-
 def _write_split(dest: Path, r: _Recipe, n: int, scale: float, bar) -> None:
-    lsize = _low_size(r.size, scale)
+    lsize = scaled_size(r.size, scale)
     images = np.lib.format.open_memmap(dest / "images.npy", mode="w+", dtype=np.uint8, shape=(n, *r.size))
     offset, stride = images.offset, int(np.prod(r.size))
     del images  # only the header and the (sparse) file size come from the memmap, see below
@@ -299,7 +297,7 @@ def add_low_view(split_dir, scale: float, progress: bool = True) -> Path:
         raise ValueError(f"scale={scale!r}: must be in (0, 1]")
     meta = json.loads(meta_path.read_text())
     n, size = int(meta["n"]), tuple(meta["size"])
-    lsize = _low_size(size, scale)
+    lsize = scaled_size(size, scale)
     images = _load(d / "images.npy", (n, *size), np.uint8)
     dest = d / f"{_low_file(scale)}.npy"
     fd, tmp = tempfile.mkstemp(prefix=".lowres-", suffix=".npy", dir=d)

@@ -16,9 +16,19 @@ import os
 
 from .array import ArraySource, NpySource
 from .cache import TileCache
-from .source import Source
+from .source import Source, scaled_size
 
-__all__ = ["open", "from_array", "Source", "ArraySource", "NpySource", "TileCache", "BACKENDS", "EXTENSIONS"]
+__all__ = [
+    "open",
+    "from_array",
+    "Source",
+    "ArraySource",
+    "NpySource",
+    "TileCache",
+    "scaled_size",
+    "BACKENDS",
+    "EXTENSIONS",
+]
 
 OPENSLIDE_EXT = (".svs", ".ndpi", ".mrxs", ".vms", ".vmu", ".scn", ".svslide", ".bif")
 TIFF_EXT = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".ome.tif", ".ome.tiff")

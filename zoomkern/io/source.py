@@ -49,6 +49,12 @@ def check_size(size, what: str = "size") -> tuple[int, int]:
     return h, w
 
 
+def scaled_size(hw, scale: float) -> tuple[int, int]:
+    """(h, w) of an (H, W) image downscaled by ``scale``: rounded, at least 1. Every low view (the data
+    sets' stored ones, the models' own, prediction on a source) uses this one rule, so they agree."""
+    return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
+
+
 def area_resize(x: torch.Tensor, size: tuple[int, int], dtype: torch.dtype) -> torch.Tensor:
     """(C, H, W) -> (C, h, w) area-averaged, back in ``dtype`` (integers rounded)."""
     if tuple(x.shape[-2:]) == tuple(size):

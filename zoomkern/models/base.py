@@ -126,13 +126,13 @@ def low_view(image, lowres: torch.Tensor | None, scale: float, device) -> torch.
             got = tuple(lowres.shape)
             raise ValueError(f"lowres must be (B, C, h, w) matching image {(B, C)}, got {got}")
         return to_float(lowres.to(device))
-    size = (max(1, round(H * scale)), max(1, round(W * scale)))
+    size = zk.io.scaled_size((H, W), scale)
     srcs = sources(image)
     if srcs is not None:
         # each source at the same scale, zero-padded to the canvas (see padding_mask)
         low = torch.zeros((B, C, *size), dtype=srcs[0].dtype)
         for i, s in enumerate(srcs):
-            own = (max(1, round(s.shape[1] * scale)), max(1, round(s.shape[2] * scale)))
+            own = zk.io.scaled_size(s.shape[1:], scale)
             low[i, :, : own[0], : own[1]] = s.lowres((min(own[0], size[0]), min(own[1], size[1])))
         return to_float(low.to(device))
     return F.interpolate(to_float(image), size=size, mode="area").to(device)

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from ..io.source import scaled_size
 from . import checkpoint
 from .config import TrainConfig, build_model
 
@@ -55,11 +56,6 @@ def expand_inputs(items) -> list[str]:
     return out
 
 
-def _low_size(src, scale: float) -> tuple[int, int]:
-    H, W = src.shape[1:]
-    return (max(1, round(H * scale)), max(1, round(W * scale)))
-
-
 def predict_one(model, cfg: TrainConfig, path: str, *, tissue: bool, device="cpu"):
     """(probabilities (n_classes,), model output dict, low view (C, h, w), source) for one image."""
     from .. import io
@@ -69,7 +65,7 @@ def predict_one(model, cfg: TrainConfig, path: str, *, tissue: bool, device="cpu
     want = cfg.in_channels or 1
     if src.shape[0] != want:
         raise ValueError(f"{path}: {src.shape[0]} channel(s), but the model was trained on {want}")
-    low = src.lowres(_low_size(src, cfg.scale))
+    low = src.lowres(scaled_size(src.shape[1:], cfg.scale))
     mask = tissue_mask(low)[None] if tissue else None
     with torch.no_grad():
         out = model([src], low[None].to(device), mask=mask)
