@@ -87,8 +87,6 @@ def test_prior_weight_schedule():
         (dict(prior_weight=-1.0), "prior_weight"),
         (dict(prior_weight_final=float("nan")), "prior_weight_final"),
         (dict(tile_baseline=True, model="ats"), "tile_baseline"),
-        (dict(tile_distill=0.5, model="ats"), "tile_distill"),
-        (dict(tile_distill=-0.1), "tile_distill"),
         (dict(attention1_lr_mult=float("inf")), "attention1_lr_mult"),
         (dict(attention_lr_mult=-2.0), "attention_lr_mult"),
         (dict(attention_activation="gelu"), "attention_activation"),
@@ -190,45 +188,3 @@ def test_cli_flags(tmp_path):
     assert cfg.tile_baseline and cfg.prior_weight_final == 0.25 and cfg.attention1_lr_mult == 10.0
     with pytest.raises(SystemExit):
         parse(["--preset", "demo", "--prior-weight", "heavy"])
-
-
-def _distill_model(w):
-    torch.manual_seed(0)
-    return ZoomIn(10, 1, tile_size=16, s2=0.5, sub_grid=4, patch_size=4, n_tiles=6, n_sub=2, tile_distill=w)
-
-
-def test_tile_distill_matches_a_per_image_loop():
-    m = _distill_model(1.0).train()
-    with torch.no_grad():
-        m.head.weight.mul_(300.0)  # a head that tells tiles apart: q far from uniform
-    x, y = torch.rand(3, 1, 64, 64), torch.tensor([1, 4, 7])
-    _, _, grid = m.stage1(x, None)
-    a = (0.7 * torch.randn(3, *grid)).flatten(1).softmax(1).view(3, *grid)  # uneven, or the loss ignores q
-    plan = m._plan(x, a, grid, m.n_tiles, m.n_sub, False)
-    m._finish(plan, m.feature_net(plan["patches"]))
-    got = m._tile_distill_loss(plan, a, y)
-    want, row = [], 0
-    for b in range(3):
-        tiles = plan["uniq"][b][plan["valid"][b]]
-        f = plan["f_u"][row : row + len(tiles)]
-        row += len(tiles)
-        q = torch.log_softmax(m.head(f), -1)[:, y[b]].softmax(0)
-        p = a[b].flatten()[tiles] / a[b].flatten()[tiles].sum()
-        assert len(tiles) > 2 and q.max() > 2 * q.min() and p.max() > 1.2 * p.min()
-        want.append(-(q * p.log()).sum())
-    assert row == plan["M"] and plan["M"] > 3  # some image drew several distinct tiles
-    torch.testing.assert_close(got, torch.stack(want).mean())
-
-
-def test_tile_distill_trains_only_stage_one_and_only_in_training():
-    x, y = torch.rand(2, 1, 64, 64), torch.tensor([3, 5])
-    m = _distill_model(2.0).train()
-    out = m(x, labels=y)
-    assert out["aux_loss"] > 0  # entropy weights are 0: the distill term alone
-    out["aux_loss"].backward()
-    grads = {n: p.grad for n, p in m.named_parameters()}
-    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("attention1."))
-    assert all(g is None or g.abs().sum() == 0 for n, g in grads.items() if not n.startswith("attention1."))
-    assert _distill_model(0.0).train()(x, labels=y)["aux_loss"] == 0
-    assert _distill_model(2.0).train()(x)["aux_loss"] == 0  # no labels, no target
-    assert build_model(TrainConfig(tile_distill=0.5, tile_size=32, s2=0.5, patch_size=12)).tile_distill == 0.5

@@ -73,10 +73,6 @@ class ZoomInOptions(SamplingOptions):
     tile_baseline: bool = False
     # how stage I pools its logit map to the tile grid: "max" or "lse" (log-mean-exp, see base.pool_logits)
     tile_pooling: str = "max"
-    # weight of stage I's own target (0: off): among an image's drawn tiles, stage I's renormalised mass
-    # is pulled towards how well each tile ALONE predicts the image label (softmax of log p(y | F_t),
-    # detached) -- a digit-vs-stamp signal the score-function gradient gives too weakly (issue 12)
-    tile_distill: float = 0.0
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
 

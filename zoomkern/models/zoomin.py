@@ -96,9 +96,6 @@ class ZoomIn(nn.Module):
         if o.tile_pooling not in base.POOLINGS:
             raise ValueError(f"tile_pooling must be one of {base.POOLINGS}, got {o.tile_pooling!r}")
         self.tile_pooling = o.tile_pooling
-        if not 0 <= o.tile_distill < float("inf"):
-            raise ValueError(f"tile_distill={o.tile_distill!r}: must be finite and >= 0")
-        self.tile_distill = o.tile_distill
         self.generator: torch.Generator | None = None  # None: the global torch RNG (saved in checkpoints)
 
     def tile_grid(self, H: int, W: int) -> tuple[int, int]:
@@ -216,7 +213,6 @@ class ZoomIn(nn.Module):
         patches = base.gather(image, p_off.reshape(B, N * n_sub, 2), P, dev).flatten(0, 1)
         ok = ok.reshape(-1)
         return dict(
-            uniq=uniq, valid=valid,
             patches=patches if bool(ok.all()) else patches[ok],
             ok=ok, rows=slot_u[:, None].expand(-1, n_sub).reshape(-1)[ok], cols=j.reshape(-1)[ok],
             M=M, K=K, k_u=k_u, s_p=s_p, slot_u=slot_u, t_p=t_p, det=det,
@@ -243,7 +239,6 @@ class ZoomIn(nn.Module):
             rows = (k_u == k).nonzero().flatten()
             f_k = base.aggregate(grid[rows, :k], s_p[rows, :k], False, plan["det"])  # without replacement
             f_u = f_u.index_put((rows,), f_k)
-        plan["f_u"] = f_u  # per distinct tile, for tile_distill
         B, N = plan["t_p"].shape
         f_draws = f_u[plan["slot_u"]].reshape(B, N, -1)  # a tile drawn c_t times appears c_t times
         f = base.aggregate(f_draws, plan["t_p"], True, plan["det"])
@@ -283,28 +278,11 @@ class ZoomIn(nn.Module):
         f, info = self._finish(plans[0], feats[0])
         logits = self.head(f)
         aux = base.entropy_loss(self.entropy1, ent1) + base.entropy_loss(self.entropy2, info["entropy2"])
-        if self.tile_distill and self.training and labels is not None:
-            aux = aux + self.tile_distill * self._tile_distill_loss(plans[0], a, labels)
         if len(plans) > 1:
             f_neg, _ = self._finish(plans[1], feats[1])
             target = torch.zeros(f_neg.shape[0], dtype=torch.long, device=a.device)
             aux = aux + self.contrastive_weight * F.cross_entropy(self.head(f_neg).float(), target)
         return dict(logits=logits, aux_loss=aux, attention=a, entropy1=ent1, **info)
-
-    def _tile_distill_loss(self, plan: dict, a: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy from q to p over each image's distinct drawn tiles: q = softmax of log p(y | F_t)
-        (the head on tile t's features alone, detached), p = stage I's mass renormalised over those tiles.
-        Only stage I gets this gradient; an image with one distinct tile contributes zero."""
-        valid, uniq = plan["valid"].to(a.device), plan["uniq"].to(a.device)
-        with torch.no_grad():
-            logp = F.log_softmax(self.head(plan["f_u"].detach()).float(), -1)  # (M, n_classes)
-            img = torch.arange(valid.shape[0], device=a.device)[:, None].expand_as(valid)[valid]
-            score = logp.gather(1, labels.to(a.device)[img][:, None]).squeeze(1)
-            q = torch.full(valid.shape, float("-inf"), device=a.device).masked_scatter(valid, score)
-            q = q.softmax(1)
-        log_a = a.flatten(1).gather(1, uniq).clamp_min(1e-30).log()
-        log_p = log_a.masked_fill(~valid, float("-inf")).log_softmax(1).masked_fill(~valid, 0.0)
-        return -(q * log_p).sum(1).mean()
 
     def _contrastive_rows(self, labels, a, grid):
         """Indices of the positive images, or None when there are none or the term means nothing."""

@@ -61,8 +61,6 @@ class TrainConfig:
     tile_baseline: bool = False
     # ZoomIn: how stage I pools its logits to the tile grid, "max" or "lse" (see models/base.pool_logits).
     tile_pooling: str = "max"
-    # ZoomIn: weight of stage I's own target, how well each drawn tile alone predicts the label (0: off).
-    tile_distill: float = 0.0
     # ZoomIn only, binary tasks only: positives seen through the inverted attention must look negative.
     contrastive: bool = False
     n_tiles_eval: int | None = None
@@ -127,10 +125,6 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not (v >= 0 and v < float("inf")):
                 raise ValueError(f"{name}={v!r}: must be finite and >= 0")
-        if not 0 <= self.tile_distill < float("inf"):
-            raise ValueError(f"tile_distill={self.tile_distill!r}: must be finite and >= 0")
-        if self.tile_distill and self.model != "zoomin":
-            raise ValueError(f"tile_distill is for model='zoomin' (its tile draws), not {self.model!r}")
         if self.tile_baseline and self.model != "zoomin":
             raise ValueError(f"tile_baseline=True is for model='zoomin' (its tile draws), not {self.model!r}")
         if self.contrastive and (self.model != "zoomin" or self.n_classes != 2):
@@ -340,7 +334,6 @@ def build_model(cfg: TrainConfig):
             contrastive=cfg.contrastive,
             tile_baseline=cfg.tile_baseline,
             tile_pooling=cfg.tile_pooling,
-            tile_distill=cfg.tile_distill,
         )
         # attention1 then attention2 then the head: the order ZoomIn itself builds them in (same weights)
         act = dict(padding_mode=cfg.attention_padding, activation=cfg.attention_activation)
