@@ -188,3 +188,34 @@ def test_cli_flags(tmp_path):
     assert cfg.tile_baseline and cfg.prior_weight_final == 0.25 and cfg.attention1_lr_mult == 10.0
     with pytest.raises(SystemExit):
         parse(["--preset", "demo", "--prior-weight", "heavy"])
+
+
+def test_stage_one_frozen_at_the_prior_with_a_zero_step():
+    # --preset paper trains with attention1_lr_mult=0: stage I stays exactly the ink prior (README, "Paper
+    # setting"), while the rest trains; weight decay must not move it either.
+    from zoomkern.training import PRESETS
+    from zoomkern.training.loop import param_groups
+
+    assert PRESETS["paper"]["attention1_lr_mult"] == 0.0
+    cfg = TrainConfig(
+        tile_size=32, s2=0.5, patch_size=12, prior=True, attention1_lr_mult=0.0, weight_decay=0.1
+    )
+    torch.manual_seed(0)
+    m = build_model(cfg).train()
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    opt = torch.optim.AdamW(param_groups(m, cfg), lr=1e-2, weight_decay=cfg.weight_decay)
+    x = (torch.rand(4, 1, 96, 96) > 0.97).to(torch.uint8) * 255
+    for _ in range(3):
+        out = m(x, labels=torch.tensor([0, 1, 2, 3]))
+        (
+            torch.nn.functional.cross_entropy(out["logits"], torch.tensor([0, 1, 2, 3])) + out["aux_loss"]
+        ).backward()
+        opt.step()
+        opt.zero_grad()
+    moved = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and not any(n.startswith("attention1.") for n in moved)
+    assert any(n.startswith("attention2.") for n in moved) and any(n.startswith("head.") for n in moved)
+    low = x.float()[:, :, ::8, ::8] / 255
+    torch.testing.assert_close(
+        m.tile_logits(low, (3, 3)), base.ink_prior(low, (3, 3), m.prior_eps) * m.prior_weight
+    )
