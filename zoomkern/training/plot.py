@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..io.source import scaled_size
+
 
 def plot_attention(model, dataset, path: str, n_images: int = 4, device="cpu") -> str:
     """Write a PNG: for each image, the stage-I map (ZoomIn: per tile; ATS: per cell) in red, the
@@ -78,8 +80,7 @@ def _picture(image, max_side: int = 1024) -> np.ndarray:
         x = image
     else:
         H, W = image.shape[1:]
-        f = min(1.0, max_side / max(H, W))
-        x = image.lowres((max(1, round(H * f)), max(1, round(W * f))))
+        x = image.lowres(scaled_size((H, W), min(1.0, max_side / max(H, W))))
     if x.shape[0] == 1:
         return x[0].float().numpy()
     top = {torch.uint8: 255.0, torch.uint16: 65535.0}.get(x.dtype, 1.0)
