@@ -107,8 +107,9 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     for scale in a.scale:
         torch.manual_seed(0)
-        sets = {s: MegapixelMNIST(a.root, s, scale=scale) for s in ("train", "test")}
-        size = tuple(sets["train"].meta["size"])
+        splits = ("test", "train") if a.epochs else ("test",)  # --epochs 0: only score the checkpoints
+        sets = {s: MegapixelMNIST(a.root, s, scale=scale) for s in splits}
+        size = tuple(sets["test"].meta["size"])
         grid = (-(-size[0] // a.tile_size), -(-size[1] // a.tile_size))
         data = {}
         for s, ds in sets.items():  # uint8 in RAM; each batch becomes float in [0, 1] (_unit)
@@ -131,9 +132,9 @@ def main(argv=None) -> int:
                 r_prior,
                 _recalls(_trained_stage1(path, scale, grid, te_low), te_lab),
             )
-        low, lab = data["train"]
         t0 = time.perf_counter()
         for epoch in range(a.epochs):
+            low, lab = data["train"]
             net.train()
             for idx in torch.randperm(len(low)).split(32):
                 loss = F.binary_cross_entropy_with_logits(logits(low[idx]), lab[idx])

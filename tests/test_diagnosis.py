@@ -3,6 +3,7 @@ are, patches are classified by overlap, and training logs and plots the curves."
 
 import csv
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -164,3 +165,24 @@ def test_stage1_probe(root, capsys):
     assert probe.main(["--root", root, "--scale", "0.25", "--tile-size", "32", "--epochs", "1"]) == 0
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| 0.25 |")]
     assert len(rows) == 1 and all(0 <= float(v) <= 100 for v in rows[0].split("|")[3].split("/"))
+
+
+def test_stage1_probe_scores_a_checkpoint_without_training(root, tmp_path, capsys):
+    # --epochs 0 only scores the checkpoints, without the training split. A stage I frozen at the
+    # ink prior (attention1_lr_mult=0) must rank the tiles exactly as the prior does.
+    cfg = TrainConfig(root=root, size=(128, 128), n_train=8, n_test=4, n_noise=3, scale=0.25, tile_size=32,
+                      s2=0.5, sub_grid=(4, 4), patch_size=12, n_tiles=3, n_sub=2, feature_widths=(4, 8),
+                      epochs=1, batch_size=4, out=str(tmp_path), device="cpu", amp=False, prior=True,
+                      attention1_lr_mult=0.0, plot_images=0)  # fmt: skip
+    ckpt = train(cfg)["checkpoint"]
+    only_test = tmp_path / "only_test"  # the probe must not need the training split
+    shutil.copytree(root, only_test, ignore=lambda d, names: ["train"] if d == root else [])
+    probe = _script("probe_stage1")
+    args = ["--root", str(only_test), "--scale", "0.25", "--tile-size", "32", "--epochs", "0"]
+    args += ["--checkpoint", ckpt]
+    assert probe.main(args) == 0
+    rows = [r.split("|") for r in capsys.readouterr().out.splitlines() if r.startswith("| 0.25 |")]
+    assert len(rows) == 1 and "trained end to end" in rows[0][2]  # no probe epochs ran
+    for col in rows[0][3:5]:  # top-5 and top-16 recall: prior / checkpoint's stage I
+        prior, stage1 = col.split("/")
+        assert float(prior) == float(stage1) and 0 < float(prior) <= 100
