@@ -75,6 +75,14 @@ class ZoomInOptions(SamplingOptions):
     tile_pooling: str = "max"
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
+    # the attention teacher (models/teacher.py): weight of its cross-entropy targets for both stages (0:
+    # off), the share of each batch it scores, how many tiles (None: all), sub-cells per tile it tries and
+    # how many of the best tiles stage I is pulled towards
+    teacher: float = 0.0
+    teacher_frac: float = 0.5
+    teacher_tiles: int | None = None
+    teacher_sub: int = 2
+    teacher_top: int = 2
 
 
 @dataclass

@@ -24,6 +24,7 @@ import zoomkern as zk
 from . import base
 from .nets import AttentionNet, FeatureNet, linear_head
 from .options import ZoomInOptions
+from .teacher import teacher_loss
 
 
 class ZoomIn(nn.Module):
@@ -93,6 +94,14 @@ class ZoomIn(nn.Module):
         self.entropy2 = o.entropy if o.entropy2 is None else o.entropy2
         self.contrastive, self.contrastive_weight = o.contrastive, o.contrastive_weight
         self.tile_baseline = o.tile_baseline
+        self.teacher = o.teacher
+        if o.teacher < 0 or not 0 < o.teacher_frac <= 1 or o.teacher_top < 1 or o.teacher_sub < 1:
+            raise ValueError(
+                f"teacher={o.teacher} must be >= 0, teacher_frac={o.teacher_frac} in (0, 1], teacher_top="
+                f"{o.teacher_top} and teacher_sub={o.teacher_sub} >= 1"
+            )
+        if o.teacher_tiles is not None and o.teacher_tiles < 1:
+            raise ValueError(f"teacher_tiles={o.teacher_tiles}: None (every tile) or >= 1")
         if o.tile_pooling not in base.POOLINGS:
             raise ValueError(f"tile_pooling must be one of {base.POOLINGS}, got {o.tile_pooling!r}")
         self.tile_pooling = o.tile_pooling
@@ -134,6 +143,10 @@ class ZoomIn(nn.Module):
         return self._with_prior(base.pool_logits(self.attention1(low), grid, self.tile_pooling), low, grid)
 
     def stage1(self, image, lowres, mask=None):
+        """-> (a (B, gh, gw) stage-I probabilities, their entropy (B,), grid)."""
+        return self._stage1(image, lowres, mask)[:3]
+
+    def _stage1(self, image, lowres, mask=None):
         dev = next(self.parameters()).device
         low = base.low_view(image, lowres, self.s1, dev)
         grid = self.tile_grid(*base.image_shape(image)[-2:])
@@ -142,7 +155,7 @@ class ZoomIn(nn.Module):
         if mask is not None:
             mask = base.grid_mask(mask, grid, dev)
         a, ent = self._normalise(self.tile_logits(low, grid), mask)
-        return a, ent, grid
+        return a, ent, grid, mask
 
     def stage2(self, image, a, grid, n_tiles, n_sub, det, inverted=False):
         """Draw tiles from ``a`` (B, gh, gw), sub-cells inside them, patches, features; -> (F, info)."""
@@ -255,7 +268,7 @@ class ZoomIn(nn.Module):
         n_sub = self.n_sub if self.training else self.n_sub_eval
         if n_sub > self.sub_grid[0] * self.sub_grid[1]:
             raise ValueError(f"n_sub={n_sub} is more than the {self.sub_grid} sub-tile cells")
-        a, ent1, grid = self.stage1(image, lowres, mask)
+        a, ent1, grid, allowed = self._stage1(image, lowres, mask)
         plans = [self._plan(image, a, grid, n_tiles, n_sub, det)]
         pos = None
         if self.contrastive and self.training and labels is not None:
@@ -264,9 +277,9 @@ class ZoomIn(nn.Module):
                 # Positive images seen through the inverted attention should look negative: this pushes
                 # the attention onto the evidence and teaches the classifier what "no evidence" looks like.
                 # masked-out tiles (padding) stay out of the inverted distribution too
-                allowed = base.grid_mask(mask, grid, a.device)[pos] if mask is not None else None
+                inv_ok = allowed[pos] if allowed is not None else None
                 plans.append(
-                    self._plan(base.select(image, pos), a[pos], grid, n_tiles, n_sub, False, True, allowed)
+                    self._plan(base.select(image, pos), a[pos], grid, n_tiles, n_sub, False, True, inv_ok)
                 )
         # One feature-net call for both branches: BatchNorm sees one batch and updates its running
         # statistics once per step (the negatives alone are mostly background).
@@ -282,6 +295,10 @@ class ZoomIn(nn.Module):
             f_neg, _ = self._finish(plans[1], feats[1])
             target = torch.zeros(f_neg.shape[0], dtype=torch.long, device=a.device)
             aux = aux + self.contrastive_weight * F.cross_entropy(self.head(f_neg).float(), target)
+        if self.teacher and self.training and labels is not None and torch.is_grad_enabled():
+            t_loss, t_info = teacher_loss(self, image, a, grid, labels, allowed)
+            aux = aux + t_loss
+            info.update(t_info)
         return dict(logits=logits, aux_loss=aux, attention=a, entropy1=ent1, **info)
 
     def _contrastive_rows(self, labels, a, grid):

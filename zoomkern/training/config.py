@@ -63,6 +63,13 @@ class TrainConfig:
     tile_pooling: str = "max"
     # ZoomIn only, binary tasks only: positives seen through the inverted attention must look negative.
     contrastive: bool = False
+    # ZoomIn: the attention teacher's weight (0: off), the share of a batch it scores, the tiles it scores
+    # (None: all), sub-cells it tries per tile, best tiles stage I is pulled towards (models/teacher.py).
+    teacher: float = 0.0
+    teacher_frac: float = 0.5
+    teacher_tiles: int | None = None
+    teacher_sub: int = 2
+    teacher_top: int = 2
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
     # ATS: patches at evaluation (None: n_patches). The recipe gives ATS as many as Zoom-In's tiles x
@@ -338,6 +345,11 @@ def build_model(cfg: TrainConfig):
             contrastive=cfg.contrastive,
             tile_baseline=cfg.tile_baseline,
             tile_pooling=cfg.tile_pooling,
+            teacher=cfg.teacher,
+            teacher_frac=cfg.teacher_frac,
+            teacher_tiles=cfg.teacher_tiles,
+            teacher_sub=cfg.teacher_sub,
+            teacher_top=cfg.teacher_top,
         )
         # attention1 then attention2 then the head: the order ZoomIn itself builds them in (same weights)
         act = dict(padding_mode=cfg.attention_padding, activation=cfg.attention_activation)
