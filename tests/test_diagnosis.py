@@ -186,3 +186,41 @@ def test_stage1_probe_scores_a_checkpoint_without_training(root, tmp_path, capsy
     for col in rows[0][3:5]:  # top-5 and top-16 recall: prior / checkpoint's stage I
         prior, stage1 = col.split("/")
         assert float(prior) == float(stage1) and 0 < float(prior) <= 100
+
+
+def test_target_tiles_mass_against_uniform_and_the_teachers_picks():
+    """Stage I's mass on the tiles holding the label's digits, the uniform share, the teacher's hits."""
+    from zoomkern.training.diagnosis import TargetTiles
+
+    class _DS:
+        # canvas 100 x 100 on a 2 x 2 grid: label 3's digits centred in cells 0 and 3, a 7 in cell 1
+        boxes = np.array([[[10, 10, 28, 28, 3], [60, 60, 28, 28, 3], [10, 60, 28, 28, 7]]])
+        labels = np.array([3])
+        meta = {"size": [100, 100]}
+
+    t = TargetTiles(_DS())
+    att = torch.tensor([[[0.5, 0.3], [0.1, 0.1]]])
+    t.update(dict(attention=att, teacher_cells=torch.tensor([[0, 1]])), [0])
+    r = TargetTiles.result(t.counts(), "x")
+    assert r["x_attn1_target"] == pytest.approx(0.6) and r["x_attn1_uniform"] == pytest.approx(0.5)
+    assert r["x_teacher_target"] == pytest.approx(0.5) and r["x_teacher_uniform"] == pytest.approx(0.5)
+
+
+def test_dead_units_counts_units_that_never_fire():
+    from zoomkern.models import AttentionNet, ZoomIn
+    from zoomkern.training.diagnosis import DeadUnits
+
+    torch.manual_seed(0)
+    m = ZoomIn(10, 1, tile_size=16, s2=0.5, patch_size=6, attention1=AttentionNet(1, depth=2))
+    first = m.attention1.net[0]
+    with torch.no_grad():
+        first.bias[:3] = -1e3  # 3 of the 8 first-layer units can never fire
+    d = DeadUnits(m)
+    m.attention1(torch.rand(2, 1, 20, 20))
+    m.attention2(torch.rand(2, 1, 20, 20))
+    d.detach()
+    r = DeadUnits.result(d.counts(), "x")
+    assert r["x_dead1"] == pytest.approx(3 / 8)  # one hidden layer of 8 units
+    assert r["x_dead2"] == pytest.approx(0.0)
+    m.attention1(torch.rand(2, 1, 20, 20))  # detached: no more counting
+    assert DeadUnits.result(d.counts(), "x") == r

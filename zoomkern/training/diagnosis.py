@@ -85,13 +85,14 @@ class PatchStats(_Stats):
     """Accumulates, over an epoch, the share of patches on digit ink / noise ink and the mean relative
     attention entropies. ``update(out, indices)`` per batch; ``result(prefix)`` -> dict of floats."""
 
-    N_COUNTS = 7  # len(counts()): what torchrun processes sum
+    N_COUNTS = 13  # len(counts()): what torchrun processes sum
 
     def __init__(self, dataset, patch_size: tuple[int, int]):
         super().__init__(patch_size)
         self.digits = dataset.boxes  # (N, 5, 5) y, x, h, w, class
         self.noise = dataset.noise_boxes()  # (N, n_noise, 4) y0, x0, y1, x1 of the stamps' ink
         self.n = self.digit = self.noise_hits = 0
+        self.targets = TargetTiles(dataset)
 
     @staticmethod
     def supports(dataset) -> bool:
@@ -102,8 +103,13 @@ class PatchStats(_Stats):
         self.noise_hits += int(_overlap(p, self.size, self.noise[i]).sum())
         self.n += p.shape[0]
 
+    def update(self, out: dict, indices) -> None:
+        super().update(out, indices)
+        if "patch_offsets" in out:
+            self.targets.update(out, indices)
+
     def counts(self) -> list[float]:
-        return [self.n, self.digit, self.noise_hits, *self._entropy_counts()]
+        return [self.n, self.digit, self.noise_hits, *self._entropy_counts(), *self.targets.counts()]
 
     @staticmethod
     def result(c: list[float], prefix: str) -> dict:
@@ -113,8 +119,121 @@ class PatchStats(_Stats):
         return {
             f"{prefix}_patch_digit": digit / n if n else nan,
             f"{prefix}_patch_noise": noise / n if n else nan,
-            **_Stats._entropy_result(c[3:], prefix),
+            **_Stats._entropy_result(c[3:7], prefix),
+            **TargetTiles.result(c[7:], prefix),
         }
+
+
+class TargetTiles:
+    """Does stage I rank the tiles that hold the evidence above the rest, and does the teacher know them?
+
+    Per image, the target tiles are the stage-I cells holding the centre of a target-class digit (the
+    label's digits; with ``binary_digit``, that digit's). Accumulated: stage I's probability mass on them
+    (``attn1_target``) against what uniform attention puts there (``attn1_uniform``, their number over
+    the number of cells): the attention learns when the first rises above the second. On training
+    batches with the teacher: the share of the teacher's chosen tiles that are target tiles
+    (``teacher_target``), against the same uniform share (``teacher_uniform``)."""
+
+    def __init__(self, dataset):
+        meta = getattr(dataset, "meta", None)
+        self.on = meta is not None and hasattr(dataset, "labels")  # off for sets without labels or size
+        self.digits, self.labels = dataset.boxes, getattr(dataset, "labels", None)
+        self.canvas = tuple(meta["size"]) if self.on else None
+        self.binary = meta.get("binary_digit") if self.on else None
+        self.images = self.mass = self.uniform = 0.0
+        self.t_n = self.t_hit = self.t_uniform = 0.0
+
+    def _cells(self, i: int, grid: tuple[int, int]) -> np.ndarray:
+        d = self.digits[i]
+        want = self.binary if self.binary is not None else self.labels[i]
+        d = d[d[:, 4] == want]
+        (H, W), (gh, gw) = self.canvas, grid
+        cy = np.minimum((d[:, 0] + d[:, 2] // 2) * gh // H, gh - 1)
+        cx = np.minimum((d[:, 1] + d[:, 3] // 2) * gw // W, gw - 1)
+        return np.unique(cy * gw + cx)
+
+    def update(self, out: dict, indices) -> None:
+        if not self.on or "attention" not in out:
+            return
+        a = out["attention"].detach().float().cpu().numpy()
+        grid = a.shape[1:]
+        n_cells = grid[0] * grid[1]
+        teach = out.get("teacher_cells")
+        teach = teach.detach().cpu().numpy() if teach is not None else None
+        for row, i in enumerate(indices):
+            cells = self._cells(i, grid)
+            if not cells.size:  # a binary negative: nothing to find
+                continue
+            self.images += 1
+            self.mass += float(a[row].reshape(-1)[cells].sum())
+            self.uniform += cells.size / n_cells
+            if teach is not None and row < teach.shape[0]:
+                self.t_n += teach.shape[1]
+                self.t_hit += float(np.isin(teach[row], cells).sum())
+                self.t_uniform += teach.shape[1] * cells.size / n_cells
+
+    def counts(self) -> list[float]:
+        return [self.images, self.mass, self.uniform, self.t_n, self.t_hit, self.t_uniform]
+
+    @staticmethod
+    def result(c: list[float], prefix: str) -> dict:
+        images, mass, uniform, t_n, t_hit, t_uniform = c
+        nan = float("nan")
+        return {
+            f"{prefix}_attn1_target": mass / images if images else nan,
+            f"{prefix}_attn1_uniform": uniform / images if images else nan,
+            f"{prefix}_teacher_target": t_hit / t_n if t_n else nan,
+            f"{prefix}_teacher_uniform": t_uniform / t_n if t_n else nan,
+        }
+
+
+class DeadUnits:
+    """The share of the attention nets' hidden units that never fire over an epoch (output <= 0 at every
+    position of every input: a ReLU unit there gets no gradient again). Forward hooks on the nets'
+    activations OR each channel's "fired" flag over the epoch; ``detach()`` removes them.
+    ``result(prefix)`` -> {prefix_dead1, prefix_dead2} (ZoomIn's attention1 / attention2, ATS's net)."""
+
+    def __init__(self, model):
+        from torch import nn
+
+        m = getattr(model, "module", model)
+        self.nets = [n for n in (getattr(m, "attention1", None) or getattr(m, "attention", None),
+                                 getattr(m, "attention2", None)) if n is not None]  # fmt: skip
+        self.fired: list[list] = []
+        self.hooks = []
+        for net in self.nets:
+            acts = [mod for mod in net.modules() if isinstance(mod, (nn.ReLU, nn.LeakyReLU))]
+            flags = [None] * len(acts)
+            self.fired.append(flags)
+            for j, mod in enumerate(acts):
+                self.hooks.append(mod.register_forward_hook(self._hook(flags, j)))
+
+    @staticmethod
+    def _hook(flags, j):
+        def hook(_mod, _inp, out):
+            f = (out.detach() > 0).flatten(2).any(2).any(0).cpu() if out.dim() >= 3 else None
+            if f is not None:
+                flags[j] = f if flags[j] is None else flags[j] | f
+
+        return hook
+
+    def detach(self) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks = []
+
+    def counts(self) -> list[float]:
+        """Per net: units seen, units that fired (summed over torchrun processes: their mean share)."""
+        out = []
+        for flags in self.fired[:2]:
+            seen = [f for f in flags if f is not None]
+            out += [float(sum(f.numel() for f in seen)), float(sum(int(f.sum()) for f in seen))]
+        return out + [0.0, 0.0] * (2 - len(self.fired[:2]))
+
+    @staticmethod
+    def result(c: list[float], prefix: str) -> dict:
+        nan = float("nan")
+        return {f"{prefix}_dead{k + 1}": 1 - c[2 * k + 1] / c[2 * k] if c[2 * k] else nan for k in range(2)}
 
 
 def batch_indices(batches):

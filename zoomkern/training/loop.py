@@ -84,6 +84,7 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
     stats_cls = diagnosis.stats_class(batches.dataset) or diagnosis.PatchStats
     if indices is not None and psize is not None and stats_cls.supports(batches.dataset):
         stats = stats_cls(batches.dataset, psize)
+    dead = diagnosis.DeadUnits(model) if train else None  # attention units that never fire this epoch
     bar = tqdm(batches, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True, disable=not world.main)
     with torch.set_grad_enabled(train):
         for step, batch in enumerate(bar):
@@ -124,6 +125,10 @@ def run_epoch(model, batches, device, cfg: TrainConfig, *, opt=None, sched=None,
     loss_sum, correct, n = dist.reduce(world, [loss_sum, correct, n])
     counts = stats.counts() if stats else [0.0] * stats_cls.N_COUNTS
     diag = stats_cls.result(dist.reduce(world, counts), "")
+    if dead is not None:
+        dead.detach()
+        if dead.nets:
+            diag.update(diagnosis.DeadUnits.result(dist.reduce(world, dead.counts()), ""))
     nan = float("nan")
     secs, peak, absolute, batch_max = dist.reduce(
         world, [secs, nan if peak is None else peak, nan if absolute is None else absolute, batch_max], "max"

@@ -155,7 +155,6 @@ def plot_diagnosis(csv_path: str, path: str) -> str | None:
     elif not rows or np.isnan(col("train_patch_digit")).all():
         return None
     ep = col("epoch") + 1
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     entropy = [("train_entropy1", "stage I, train"), ("test_entropy1", "stage I, test"),
                ("train_entropy2", "stage II, train"), ("test_entropy2", "stage II, test")]  # fmt: skip
     panels = [
@@ -163,6 +162,15 @@ def plot_diagnosis(csv_path: str, path: str) -> str | None:
         ("share of patches", share),
         ("attention entropy / log(cells)", entropy),
     ]
+    # does stage I rank the evidence above uniform, does the teacher know it, do attention units die
+    learn = [("test_attn1_target", "stage I mass on target tiles (test)"),
+             ("test_attn1_uniform", "... under uniform attention"),
+             ("train_teacher_target", "teacher's tiles on targets"),
+             ("train_dead1", "dead units, stage I net"),
+             ("train_dead2", "dead units, stage II net")]  # fmt: skip
+    if any(not np.isnan(col(name)).all() for name, _ in learn):
+        panels.append(("does the attention learn?", learn))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.7 * len(panels), 3.8))
     for ax, (title, series) in zip(axes, panels, strict=True):
         for name, label in series:
             v = col(name)
