@@ -159,6 +159,21 @@ def resolve(cls, *, flags: dict, config: str | None = None, preset: str | None =
     return cls(**values), (where + ", " if where else "") + "TrainConfig defaults"
 
 
+@functools.cache
+def _dumper():
+    """A SafeDumper writing mappings as blocks (one key a line) and lists inline (``size: [400, 400]``)."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def inline(dumper, value):
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=True)
+
+    Dumper.add_representer(list, inline)
+    return Dumper
+
+
 def dump(cfg, header: str = "") -> str:
     """YAML of every field of ``cfg`` but ``resume`` (a request, not a setting: ``--config`` of a run's
     config.yaml must start that run again, not resume it), grouped as --help groups them."""
@@ -175,7 +190,7 @@ def dump(cfg, header: str = "") -> str:
             continue
         placed.update(keys)
         block = {k: list(values[k]) if isinstance(values[k], tuple) else values[k] for k in keys}
-        lines += ["", f"# {group}", yaml.safe_dump(block, sort_keys=False, default_flow_style=None).rstrip()]
+        lines += ["", f"# {group}", yaml.dump(block, Dumper=_dumper(), sort_keys=False).rstrip()]
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

@@ -281,7 +281,8 @@ def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
             checkpoint.save(
                 ckpt, model=model, optimizer=opt, scheduler=sched, epoch=epoch, config=cfg.to_dict()
             )
-        over = cfg.time_limit_min and time.perf_counter() - t_start > 60 * cfg.time_limit_min
+        last = epoch + 1 == cfg.epochs  # a run that is done anyway did not stop on its limit
+        over = cfg.time_limit_min and not last and time.perf_counter() - t_start > 60 * cfg.time_limit_min
         if dist.reduce(world, [float(bool(over))], "max")[0]:  # every rank stops after the same epoch
             if world.main:
                 msg = f"time limit of {cfg.time_limit_min} min (--time-limit-min) reached after epoch "
