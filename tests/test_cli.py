@@ -48,9 +48,8 @@ def test_help_lists_every_command(capsys):
 
 
 def test_python_m_zoomkern_is_the_console_entry(capsys):
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        import tomllib
-
         assert tomllib.load(f)["project"]["scripts"] == {"zoomkern": "zoomkern.cli:main"}
     zk(["--help"])
     p = _run("-m", "zoomkern", "--help")
