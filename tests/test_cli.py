@@ -169,3 +169,12 @@ def test_presets_are_the_commented_yaml_files():
                 assert j > 0 and lines[j - 1].startswith("#"), f"{name}: {line!r} has no comment"
             for link in line.split("docs/experiments/")[1:]:
                 assert link.split(")")[0].rstrip(".") in pages, f"{name}: {line}"
+
+
+def test_a_field_without_help_still_has_its_flag(monkeypatch):
+    # What another developer's new field looks like before its HELP sentence: a flag in "other".
+    model = {k: v for k, v in HELP["model"].items() if k != "contrastive"}
+    monkeypatch.setitem(HELP, "model", model)
+    p = train_cli.build_parser()
+    assert "other" in [g.title for g in p._action_groups]
+    assert train_cli.parse(["--contrastive", "--binary-digit", "3"]).contrastive

@@ -66,9 +66,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--print-config", action="store_true", help="print the resolved configuration, exit")
     hints = typing.get_type_hints(TrainConfig)
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    for group, sentences in HELP.items():
-        g = p.add_argument_group(group)
+    # A field that HELP lacks still gets its flag (tests/test_cli.py fails until it has a sentence).
+    documented = {n for sentences in HELP.values() for n in sentences}
+    todo = {n: "(no help text yet: add it to config.HELP)" for n in fields if n not in documented}
+    for group, sentences in [*HELP.items(), ("other", todo)]:
+        g = p.add_argument_group(group) if sentences else None
         for name, sentence in sentences.items():
+            if name not in fields:  # a HELP entry left behind by a removed field (tests/test_cli.py)
+                continue
             flag, f = "--" + name.replace("_", "-"), fields[name]
             kw = dict(dest=name, default=None, help=flag_help(name, sentence, f.default, PRESETS))
             tp, _ = _unwrap(hints[name])
