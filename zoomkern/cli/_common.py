@@ -7,20 +7,24 @@ import warnings
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter):
-    """Docstrings as written (their examples keep their lines), and "(default: X)" after every flag that
-    has a default and does not already state it."""
+    """Docstrings as written (their examples keep their lines), "(default: X)" after every flag that does
+    not already state it, and N / X as the metavar of integer / float values."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        none = action.default is None or action.default is False or action.default is argparse.SUPPRESS
-        if none or action.required or action.nargs == 0 or "default" in text:  # nargs 0: a switch
-            return text
+        if action.required or action.nargs == 0 or "default" in text or action.default is argparse.SUPPRESS:
+            return text  # nargs 0: a switch, off unless given
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return f"{text} (default: {_show(action.default)})"
         return text
 
+    def _get_default_metavar_for_optional(self, action):
+        return {int: "N", float: "X"}.get(action.type) or super()._get_default_metavar_for_optional(action)
+
 
 def _show(value) -> str:
+    if value is None:
+        return "none"
     return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 

@@ -22,7 +22,7 @@ def _pct(v) -> str:
 
 def main(argv=None, prog=None) -> int:
     p = parser(prog, __doc__)
-    p.add_argument("--checkpoint", required=True, help="RUN/checkpoint.pt written by zoomkern train")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="RUN/checkpoint.pt of zoomkern train")
     p.add_argument("--n-tiles-eval", type=int, nargs="+", help="Zoom-In: tiles evaluated (default: trained)")
     p.add_argument("--n-sub-eval", type=int, nargs="+", help="Zoom-In: sub-cells per tile (default: trained)")
     p.add_argument("--n-patches-eval", type=int, nargs="+", metavar="N",

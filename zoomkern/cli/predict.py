@@ -17,7 +17,7 @@ from ._common import deprecated, parser, resolve_device
 
 def main(argv=None, prog=None) -> int:
     p = parser(prog, __doc__)
-    p.add_argument("--checkpoint", required=True, help="RUN/checkpoint.pt written by zoomkern train")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="RUN/checkpoint.pt of zoomkern train")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="images, or folders of images")
     p.add_argument("--csv", default="predictions.csv", metavar="FILE", help="CSV of class probabilities")
     deprecated(p, "--out", "--csv")  # --out names a folder in every other command

@@ -76,7 +76,7 @@ def _unit(x):
 
 def main(argv=None, prog=None) -> int:
     p = parser(prog, __doc__)
-    p.add_argument("--root", required=True, help="a Megapixel MNIST root with train/ and test/")
+    p.add_argument("--root", required=True, metavar="DIR", help="a Megapixel MNIST root (train/, test/)")
     p.add_argument("--scale", type=float, nargs="+", default=[0.12], help="low-view scales to probe")
     p.add_argument("--tile-size", type=int, default=250, help="stage I's tile, in level-0 pixels")
     p.add_argument("--epochs", type=int, default=3, help="probe training epochs (0: score checkpoints only)")
@@ -85,7 +85,7 @@ def main(argv=None, prog=None) -> int:
     p.add_argument("--width", type=int, default=8, help="channels of the attention net (the model's: 8)")
     p.add_argument("--depth", type=int, default=3, help="conv layers of the attention net (the model's: 3)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--checkpoint", nargs="*", default=[],
+    p.add_argument("--checkpoint", nargs="*", default=[], metavar="FILE",
                    help="also score these trained Zoom-In checkpoints' stage I (default: none)")  # fmt: skip
     a = p.parse_args(argv)
 

@@ -19,7 +19,7 @@ def main(argv=None, prog=None) -> int:
 
     p = parser(prog, __doc__)
     p.add_argument("--dataset", choices=sorted(SCANS), required=True, help="which layout to check")
-    p.add_argument("--root", required=True, help="the data set's folder")
+    p.add_argument("--root", required=True, metavar="DIR", help="the data set's folder")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     a = p.parse_args(argv)
     problems, good = SCANS[a.dataset](a.root, progress=a.progress)
