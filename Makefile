@@ -15,7 +15,8 @@ $(STAMP): requirements.txt pyproject.toml
 venv: $(STAMP)
 
 # The extension: C++ CPU kernels always; CUDA kernels when nvcc and a CUDA torch exist (setup.py finds
-# the toolkit; ZOOMKERN_NO_CUDA=1 skips it, ZOOMKERN_NO_EXT=1 builds nothing native).
+# the toolkit; ZOOMKERN_NO_CUDA=1 skips it, ZOOMKERN_NO_EXT=1 builds nothing native). The editable install
+# also puts the `zoomkern` console command into $(BIN).
 build: $(STAMP)
 	@echo "building zoomkern._C (C++ and, where nvcc exists, CUDA: a few minutes)..."
 	$(BIN)/pip install -v --no-build-isolation --no-deps -e . > $(VENV)/build.log 2>&1 || (tail -40 $(VENV)/build.log; exit 1)
@@ -37,13 +38,13 @@ scaling: build
 	$(BIN)/python python/plot_benchmarks.py --out docs/scaling.png --table
 
 demo: build
-	$(BIN)/python python/train.py --preset demo
+	$(BIN)/zoomkern train --preset demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check zoomkern tests benchmarks python setup.py
 
 info: build
-	$(BIN)/python -m zoomkern.info
+	$(BIN)/zoomkern info
 
 clean:
 	rm -rf build *.egg-info zoomkern/*.so

@@ -45,13 +45,13 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--docs", action="store_true", help="copy the attention picture to docs/")
-    a, extra = p.parse_known_args(argv)  # extra flags go to train.py
+    a, extra = p.parse_known_args(argv)  # extra flags go to zoomkern train
     run_dir = a.run or os.path.join(a.root, "run")
     os.makedirs(run_dir, exist_ok=True)
     py = sys.executable
     steps = {}
     steps["slides"] = run(
-        [py, os.path.join(HERE, "make_synthetic_slide.py"), "--out", a.root]
+        [py, "-m", "zoomkern", "make-data", "slides", "--root", a.root]
         + f"--n {a.n} --size {a.size}".split(),
         os.path.join(run_dir, "slides.log"),
     )
@@ -64,13 +64,13 @@ def main(argv=None) -> int:
         f"--tile-size 2048 --s2 {1 / 16} --sub-grid 16 16 --patch-size 128 --n-tiles 8 --n-sub 2 "
         "--plot-images 0"
     )
-    train_cmd = [py, os.path.join(HERE, "train.py"), "--root", a.root, "--labels", labels, "--out", run_dir]
+    train_cmd = [py, "-m", "zoomkern", "train", "--root", a.root, "--labels", labels, "--out", run_dir]
     steps["train"] = run(train_cmd + settings.split() + extra, os.path.join(run_dir, "train.log"))
     ckpt = os.path.join(run_dir, "checkpoint.pt")
     preds = os.path.join(run_dir, "predictions.csv")
     plots = os.path.join(run_dir, "attention")
     steps["predict"] = run(
-        [py, os.path.join(HERE, "predict.py"), "--checkpoint", ckpt, a.root, "--out", preds, "--plot", plots]
+        [py, "-m", "zoomkern", "predict", "--checkpoint", ckpt, a.root, "--csv", preds, "--plot", plots]
         + ["--threads", str(a.threads)],
         os.path.join(run_dir, "predict.log"),
     )

@@ -1,36 +1,18 @@
-"""Test accuracy per epoch of several training runs in one picture (their metrics.csv files).
+"""``python python/plot_runs.py ARGS`` is ``zoomkern plot-runs ARGS`` (zoomkern/cli/plot_runs.py).
 
-    python python/plot_runs.py Zoom-In=runs/paper_zoomin/metrics.csv ATS=runs/paper_ats/metrics.csv \\
-        --out docs/curves_paper.png --title "--preset paper, 2-core CPU"
-"""
+Kept so that the documented commands still work."""
 
-from __future__ import annotations
-
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from zoomkern.cli import plot_runs as _cli  # noqa: E402
+
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="LABEL=METRICS_CSV")
-    p.add_argument("--out", required=True, help="the picture to write (.png)")
-    p.add_argument("--title", default="")
-    a = p.parse_args(argv)
-    runs = {}
-    for item in a.runs:
-        label, sep, path = item.partition("=")
-        if not sep or not label or not path:
-            p.error(f"{item!r}: expected LABEL=path/to/metrics.csv")
-        if not os.path.isfile(path):
-            p.error(f"{path}: no such file")
-        runs[label] = path
-    from zoomkern.training.plot import plot_curves
-
-    print(plot_curves(runs, a.out, a.title))
-    return 0
+    args = sys.argv[1:] if argv is None else list(argv)
+    return _cli.main(args, prog="zoomkern plot-runs")
 
 
 if __name__ == "__main__":

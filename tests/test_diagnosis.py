@@ -83,16 +83,15 @@ def test_training_logs_and_plots_the_diagnosis(root, tmp_path, model, capsys):
     assert os.path.getsize(s["diagnosis_plot"]) > 1000
     # python/plot_runs.py draws the run's curve; a label without a path is refused by name
     curves = _script("plot_runs")
-    assert curves.main([f"run={s['csv']}", "--out", str(tmp_path / "c.png")]) == 0
+    assert curves.main([f"run={s['csv']}", "--png", str(tmp_path / "c.png")]) == 0
     assert os.path.getsize(tmp_path / "c.png") > 1000
     with pytest.raises(SystemExit):
-        curves.main(["run", "--out", str(tmp_path / "d.png")])
+        curves.main(["run", "--png", str(tmp_path / "d.png")])
     assert "LABEL=path" in capsys.readouterr().err
     # python/diagnose.py on the checkpoint: one table row per evaluation setting, rates in range
     mod = _script("diagnose")
-    flags = (
-        ["--n-tiles-eval", "2", "4", "--n-sub-eval", "1"] if model == "zoomin" else ["--n-patches", "2", "6"]
-    )
+    zoomin_flags = ["--n-tiles-eval", "2", "4", "--n-sub-eval", "1"]
+    flags = zoomin_flags if model == "zoomin" else ["--n-patches-eval", "2", "6"]
     assert mod.main(["--checkpoint", s["checkpoint"], *flags]) == 0
     rows = [
         line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "%" not in line

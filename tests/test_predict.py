@@ -62,7 +62,7 @@ def test_predict_tiff_dir_and_png(run, tmp_path):
     Image.fromarray(tifffile.imread(root / "slide_1.tif", level=1)).save(png)  # a 450 x 350 RGB picture
     csv_path = tmp_path / "p.csv"
     plots = tmp_path / "plots"
-    argv = ["--checkpoint", str(out / "checkpoint.pt"), str(root), str(png), "--out", str(csv_path),
+    argv = ["--checkpoint", str(out / "checkpoint.pt"), str(root), str(png), "--csv", str(csv_path),
             "--plot", str(plots), "--threads", "1"]  # fmt: skip
     assert predict.main(argv) == 0
     with open(csv_path) as fh:
@@ -85,10 +85,10 @@ def test_predict_bad_inputs(run, tmp_path):
     Image.fromarray(np.zeros((300, 300), np.uint8)).save(grey)
     ck = str(out / "checkpoint.pt")
     with pytest.raises(ValueError, match=r"grey\.png: 1 channel\(s\), but the model was trained on 3"):
-        predict.main(["--checkpoint", ck, str(grey), "--out", str(tmp_path / "x.csv")])
+        predict.main(["--checkpoint", ck, str(grey), "--csv", str(tmp_path / "x.csv")])
     with pytest.raises(FileNotFoundError, match="nothing_here"):
         predict.main(
-            ["--checkpoint", ck, str(tmp_path / "nothing_here.tif"), "--out", str(tmp_path / "x.csv")]
+            ["--checkpoint", ck, str(tmp_path / "nothing_here.tif"), "--csv", str(tmp_path / "x.csv")]
         )
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         predict.main(["--checkpoint", str(tmp_path / "none.pt"), str(grey)])

@@ -8,11 +8,29 @@ patches = zk.gather_patches(image, offsets, patch_size)
 value = zk.expectation(feature_net(patches), s.probs)
 """
 
-from . import reference
-from .backends import BackendError
-from .ops import Samples, cells_to_offsets, expectation, gather_patches, sample_patches, spatial_softmax
+import sys as _sys
 
-__version__ = "0.1.0"
+from . import _alloc
+
+# Before anything imports torch: `zoomkern train` tunes glibc's allocator, which torch reads once (_alloc).
+_alloc.tune_for_command(_sys.argv)
+
+from . import backends as _backends  # noqa: E402
+from . import reference  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .backends import BackendError  # noqa: E402
+from .ops import (  # noqa: E402
+    Samples,
+    cells_to_offsets,
+    expectation,
+    gather_patches,
+    sample_patches,
+    spatial_softmax,
+)
+
+# Load zoomkern._C now, so that a built extension that fails to load warns at import (backends.load_extension)
+# rather than at the first op, or never.
+_backends._ext()
 
 __all__ = [
     "spatial_softmax",
@@ -23,12 +41,13 @@ __all__ = [
     "gather_patches",
     "reference",
     "BackendError",
+    "__version__",
 ]
 
 
 def __getattr__(name):
     # Models and data import lazily: the kernel library stays light to import.
-    if name in ("models", "data", "training", "io"):
+    if name in ("models", "data", "training", "io", "cli"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -24,13 +24,43 @@ class BackendError(RuntimeError):
 
 @functools.cache
 def _ext():
-    """(module, None) if zoomkern._C imports, else (None, reason)."""
-    try:
-        from . import _C  # noqa: F401  (importing registers torch.ops.zoomkern_C)
+    """(module, None) if zoomkern._C imports, else (None, reason). Cached: one attempt, one warning."""
+    return load_extension(os.path.dirname(os.path.abspath(__file__)), __package__ + "._C")
 
-        return _C, None
-    except ImportError as e:  # not built (ZOOMKERN_NO_EXT=1, no compiler) or ABI mismatch
-        return None, f"zoomkern._C is not built ({e})"
+
+def built_extensions(pkg_dir: str) -> list[str]:
+    """The files in ``pkg_dir`` that Python would import as ``_C`` (any ABI tag of this interpreter)."""
+    import importlib.machinery
+
+    names = ("_C" + suffix for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    return [p for p in (os.path.join(pkg_dir, n) for n in names) if os.path.isfile(p)]
+
+
+def load_extension(pkg_dir: str, name: str):
+    """Import the extension ``name`` that lives in ``pkg_dir``: (module, None) or (None, reason).
+
+    Not built (ZOOMKERN_NO_EXT=1, no compiler) is silent: the reference backend is the intended fallback.
+    A file that is there but does not load (built against another torch or Python: an ABI mismatch, a
+    missing library) warns: otherwise every op would quietly run the slow reference kernels.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(name), None  # importing registers torch.ops.zoomkern_C
+    except ImportError as e:
+        files = built_extensions(pkg_dir)
+        if not files:
+            return None, f"zoomkern._C is not built ({e})"
+        import warnings
+
+        warnings.warn(
+            f"{files[0]} exists but does not load ({type(e).__name__}: {e}); zoomkern falls back to the "
+            "slower reference/triton kernels. Rebuild it against this torch: `make build`, or "
+            "`pip install --no-build-isolation -e .` in the checkout (then `python -m zoomkern.info`).",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None, f"zoomkern._C failed to load ({files[0]}: {e}); rebuild it"
 
 
 def ext_has_cuda() -> bool:

@@ -1,7 +1,7 @@
 """Check a data set on disk and report every bad file at once (the loaders stop at the first).
 
-    python -m zoomkern.data.scan --dataset colon --root DIR
-    python -m zoomkern.data.scan --dataset traffic_signs --root DIR
+    zoomkern scan --dataset colon --root DIR          # also: python -m zoomkern.data.scan ...
+    zoomkern scan --dataset traffic_signs --root DIR
 
 Prints one line per problem (file, line where there is one, what is wrong) and exits 1 if there was any.
 Every image is decoded in full: a truncated file is found here, not hours into training.
@@ -9,7 +9,6 @@ Every image is decoded in full: a truncated file is found here, not hours into t
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -83,18 +82,10 @@ SCANS = {"colon": scan_colon, "traffic_signs": scan_traffic_signs}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", choices=sorted(SCANS), required=True)
-    p.add_argument("--root", required=True)
-    a = p.parse_args(argv)
-    problems, good = SCANS[a.dataset](a.root, progress=True)
-    for msg in problems:
-        print(msg)
-    if problems:
-        print(f"{len(problems)} problem(s) in {a.root}; {good} images read fine", file=sys.stderr)
-        return 1
-    print(f"{a.root}: {good} images, no problems")
-    return 0
+    """``python -m zoomkern.data.scan`` (as documented before ``zoomkern scan``, which it runs)."""
+    from ..cli.scan import main as scan
+
+    return scan(argv, prog="zoomkern scan")
 
 
 if __name__ == "__main__":

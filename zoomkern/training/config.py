@@ -1,9 +1,11 @@
-"""Training configuration: one dataclass, presets, and the model factory."""
+"""Training configuration: one dataclass, its --help text, the presets (zoomkern/configs/), build_model."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
+from .config_file import load_presets
 
 
 @dataclass
@@ -102,7 +104,7 @@ class TrainConfig:
     amp: bool = True
     seed: int = 0
     threads: int | None = None
-    time_limit_min: float | None = None  # stop after the epoch that crosses it (the demo's guard)
+    time_limit_min: float | None = None  # stop after the epoch that crosses it (no preset sets one)
     # output
     out: str = "runs/zoomin"
     resume: bool = False
@@ -143,166 +145,97 @@ class TrainConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-# The training recipe both presets share, measured on the demo: ink prior, no entropy term, BatchNorm
-# features (breaks the early plateau sooner: 89.6% -> 92.6%, seed 1, 14 epochs), 2 sub-cells per drawn
-# tile, deterministic top-k evaluation over 16 tiles x 3 sub-cells, batch 16, lr 2e-3.
-_RECIPE = dict(
-    sub_grid=(10, 10),
-    n_sub=2,
-    n_patches=10,
-    entropy=0.0,
-    prior=True,
-    eval_topk=True,
-    n_tiles_eval=16,
-    n_sub_eval=3,
-    n_patches_eval=48,  # ATS: the same evaluation budget as Zoom-In's 16 x 3
-    feature_norm="batch",
-    batch_size=16,
-    lr=2e-3,
-)
-
-PRESETS: dict[str, dict] = {
-    # Small canvas so that the whole run (data generation, training, per-epoch test, plot) fits in
-    # 10 minutes on two CPU cores. 4 noise stamps on 400 x 400 is the paper's stamp density (50 on
-    # 1500 x 1500). Three noise-free epochs first (the same digits, the generator only drops the stamps):
-    # with the ink prior 71% of the first patches land on a digit there, 32% with 8 stamps, ~1% without
-    # the prior. Evaluation covers all 16 tiles of the 4 x 4 grid.
-    "demo": dict(
-        _RECIPE,
-        size=(400, 400),
-        n_train=2000,
-        n_test=500,
-        n_noise=4,
-        tile_size=100,
-        s2=0.25,
-        patch_size=32,
-        n_tiles=8,  # 16 patches while training: lower-variance gradients, +1 point at 14 epochs
-        noise_curriculum="0:3",
-        epochs=12,
-        root="data/mnist_demo",
-        out="runs/demo",
-        time_limit_min=8.5,
-    ),
-    # The ATS / Zoom-In paper setting: 1500 x 1500, 5000 / 1000 images, 10 patches of 50 x 50 (5 tiles of
-    # 250 x 250 drawn with replacement, 2 sub-cells each), the demo's recipe otherwise. 20 epochs, not the
-    # papers' hundreds: about 2 h on two CPU cores with ZoomIn and ATS side by side (see README).
-    "paper": dict(
-        _RECIPE,
-        size=(1500, 1500),
-        n_train=5000,
-        n_test=1000,
-        n_noise=50,
-        tile_size=250,
-        s2=0.2,
-        patch_size=50,
-        n_tiles=5,
-        noise_curriculum="0:4",
-        # Stage I stays the ink prior (its net's last layer starts at zero and never moves): trained end
-        # to end it ranked the digit tiles below the prior it starts from (72% vs 77% top-16 recall), and
-        # freezing it took 20 epochs from 74.1% to 81.2-82.6% (README, "Paper setting"). ZoomIn only.
-        attention1_lr_mult=0.0,
-        epochs=20,
-        root="data/mnist_paper",
-        out="runs/paper",
-    ),
-    # Colon-cancer histology (100 images of 500 x 500 RGB, binary), the official Zoom-In model defaults
-    # (ALGORITHMS.md): tiles 250 x 250, s1 = 1/10, s2 = 1/5, 27 x 27 patches, 10 of them (5 tile draws x 2
-    # sub-cells), weight decay 1e-5, clipping 5. No ink prior (stained tissue is not bright ink on black):
-    # the attention starts uniform. Flips and 90-degree rotations on the fly. Measured on the generated
-    # colon-like set (README): the official Adam 1e-4 for 100 epochs was still at chance after 11 epochs and
-    # does not fit 5 minutes here; lr 1e-3 with batch 5 (18 steps an epoch) left chance in about 5 epochs.
-    # Evaluation draws patches like training (10 tile draws x 4 sub-cells): deterministic top-k on a
-    # still-flat attention map picks the same corner cells in every image, and with BatchNorm it ranked
-    # the test images perfectly (AUC 1.0) yet called them all one class (accuracy 50%).
-    "colon": dict(
-        dataset="colon",
-        root="data/colon",
-        n_classes=2,
-        scale=0.1,
-        tile_size=250,
-        s2=0.2,
-        sub_grid=None,
-        patch_size=27,
-        n_tiles=5,
-        n_sub=2,
-        prior=False,
-        entropy=0.0,
-        eval_topk=False,
-        n_tiles_eval=10,
-        n_sub_eval=4,
-        feature_norm="batch",
-        augment=True,
-        epochs=30,
-        batch_size=5,
-        lr=1e-3,
-        weight_decay=1e-5,
-        clip=5.0,
-        out="runs/colon",
-        time_limit_min=4.5,
-    ),
-    # Swedish traffic-sign speed limits (960 x 1280 RGB, EMPTY / 50 / 70 / 80): 100 x 100 patches as in
-    # the attention-sampling paper, 12 tiles of 320 x 320, class weights for the imbalance (most images
-    # are EMPTY), brightness / contrast jitter on the fly (no flips: mirrored digits). Uniform attention
-    # at the start, as for colon. From uniform attention a patch lands on a 30-72 px sign rarely: with 10
-    # patches (5 tiles x 2) about 10% of the sign images got one and the run stayed at chance (README);
-    # 12 tile draws x 4 sub-cells = 48 patches (about 40%), paid for by a feature net of half the widths
-    # (3.7 instead of 8.4 ms a patch, forward and backward, one CPU thread).
-    "traffic_signs": dict(
-        dataset="traffic_signs",
-        root="data/traffic_signs",
-        n_classes=4,
-        size=(960, 1280),
-        scale=0.25,
-        tile_size=320,
-        s2=0.25,
-        sub_grid=(8, 8),
-        patch_size=100,
-        n_tiles=12,
-        n_sub=4,
-        prior=False,
-        entropy=0.0,
-        eval_topk=False,  # sampled evaluation, as for colon (see there)
-        n_tiles_eval=12,
-        n_sub_eval=4,
-        feature_widths=(8, 16, 32),
-        feature_norm="batch",
-        augment=True,
-        class_weights=True,
-        epochs=10,
-        batch_size=8,
-        lr=1e-3,
-        out="runs/traffic_signs",
-        time_limit_min=45,
-    ),
-    # Whole-slide images (--dataset slides, e.g. the 100000 x 100000 synthetic slides): a 1/64 low view
-    # (1563 px, read from the pyramid level of that size), 2048-px tiles (a 49 x 49 grid), tile views at
-    # 1/16 (128 px, from the level of that downsample) in 16 x 16 sub-cells, 128-px patches from level 0;
-    # 8 tile draws x 2 sub-cells = 16 patches a slide. No ink prior (glass is bright, tissue is not).
-    # The stage-I net pools the view by 4 first (391 px, 8 px a tile): 18 s -> ~2 s a CPU step.
-    "slides": dict(
-        dataset="slides",
-        n_classes=2,
-        scale=1 / 64,
-        tile_size=2048,
-        s2=1 / 16,
-        sub_grid=(16, 16),
-        patch_size=128,
-        attention_pool=4,
-        n_tiles=8,
-        n_sub=2,
-        prior=False,
-        entropy=0.0,
-        eval_topk=True,
-        n_tiles_eval=16,
-        n_sub_eval=2,
-        feature_norm="batch",
-        batch_size=2,
-        lr=1e-3,
-        epochs=4,
-        plot_images=2,
-        out="runs/slides",
-    ),
+# The --help sentence of every TrainConfig field, by the group --help lists it in (data, model,
+# optimisation, output). A new field needs its sentence here: tests/test_cli.py fails without one.
+# `zoomkern train --help` adds each field's default and the value of every preset that sets it.
+HELP: dict[str, dict[str, str]] = {
+    "data": {
+        "dataset": "the data set (zoomkern.training.registry.DATASETS); colon, traffic_signs and slides "
+        "alone also take their preset",
+        "root": "the data folder (megapixel_mnist: generated there when missing)",
+        "fold": "data sets with folds (colon): the fold to train on, 1-based",
+        "folds": "K >= 2: K-fold cross-validation over all folds, writing <out>/folds.csv; 0: one run on "
+        "--fold (stratified folds, traffic_signs: 10 when K is not given)",
+        "in_channels": "image channels (none: from the data set, 1 for Megapixel MNIST, 3 for RGB sets)",
+        "augment": "the data set paper's training augmentations, on the fly (colon: flips and rotations)",
+        "class_weights": "weight the loss by inverse class frequency of the training set (imbalanced sets)",
+        "labels": "slides: the labels CSV `slide,label` (none: <root>/labels.csv)",
+        "test_labels": "slides: a CSV of held-out slides in the same root (none: test on the training "
+        "slides)",
+        "tissue_mask": "slides: stage I looks at tissue only (Otsu mask of the low view)",
+        "size": "Megapixel MNIST canvas: N (square) or H W pixels",
+        "n_train": "Megapixel MNIST: training images generated",
+        "n_test": "Megapixel MNIST: test images generated",
+        "n_noise": "Megapixel MNIST: noise stamps per canvas",
+        "scale": "s1, the low view's scale (stage I's input) relative to level 0",
+        "data_seed": "the seed the data set is generated from (Megapixel MNIST)",
+        "binary_digit": "binary task: label 1 iff this digit is present (n_classes becomes 2)",
+        "noise_curriculum": "'n_noise:epochs,...': first train on canvases with fewer noise stamps, each "
+        "stage its own generated set, then on the full one (empty: none)",
+    },
+    "model": {
+        "model": "zoomin (two stages), ats (one stage), cnn_lowres or cnn_full (baselines)",
+        "n_classes": "number of classes (set by the data set's preset; 2 with --binary-digit)",
+        "tile_size": "Zoom-In: stage I's tile, in level-0 pixels",
+        "s2": "Zoom-In: scale of the tile views stage II attends over, relative to level 0",
+        "sub_grid": "Zoom-In: stage II's grid of sub-cells per tile, H W (none: the tile view's resolution)",
+        "patch_size": "side of the full-resolution patches, in level-0 pixels",
+        "n_tiles": "Zoom-In: tiles drawn per image while training",
+        "n_sub": "Zoom-In: sub-cells (patches) drawn per tile while training",
+        "n_patches": "ATS: patches drawn per image while training",
+        "entropy": "weight of the attention-entropy regulariser",
+        "prior": "add the ink prior (log of mean ink per cell) to the attention logits: bright objects on "
+        "a dark background get looked at from the first step",
+        "prior_eps": "the ink prior's epsilon: log(mean ink + eps)",
+        "prior_weight": "the ink prior's weight on the attention logits (first epoch)",
+        "prior_weight_final": "the prior's weight at the last epoch, linear from --prior-weight, so the "
+        "learned logits can take over (none: constant)",
+        "eval_topk": "evaluate on the top cells (deterministic) instead of random draws",
+        "tile_baseline": "Zoom-In: a leave-one-out baseline in stage I's score-function gradient (lower "
+        "variance, same mean)",
+        "tile_pooling": "Zoom-In: how stage I pools its logits to the tile grid, max or lse (models.base)",
+        "contrastive": "Zoom-In, binary tasks: positives seen through the inverted attention must look "
+        "negative",
+        "n_tiles_eval": "Zoom-In: tiles at evaluation (none: --n-tiles)",
+        "n_sub_eval": "Zoom-In: sub-cells per tile at evaluation (none: --n-sub)",
+        "n_patches_eval": "ATS: patches at evaluation (none: --n-patches)",
+        "attention_pool": "stage-I attention net: average-pool the low view by this first (slides)",
+        "attention_padding": "padding of the attention nets' convolutions: zeros or replicate (no response "
+        "at tile borders)",
+        "attention_activation": "activation of the attention nets: relu or leaky_relu (units pushed below "
+        "zero stay trainable)",
+        "feature_widths": "channels of the built-in feature net's convolutions, one number per stage",
+        "feature_norm": "normalisation in the feature net: group, batch or none",
+        "timm_backbone": "a timm model name (e.g. resnet10t) as the feature net instead of the built-in one",
+    },
+    "optimisation": {
+        "epochs": "training epochs",
+        "batch_size": "images per step (the global batch under torchrun)",
+        "lr": "AdamW learning rate (warmup, then cosine decay)",
+        "attention_lr_mult": "learning-rate multiplier of the attention nets (their score-function gradient "
+        "is noisy; a larger step leaves the prior sooner)",
+        "attention1_lr_mult": "Zoom-In: multiplier of stage I's attention net alone, 0 freezes it at the ink "
+        "prior (none: --attention-lr-mult)",
+        "weight_decay": "AdamW weight decay",
+        "warmup_epochs": "linear learning-rate warmup, in epochs",
+        "clip": "gradient-norm clipping (0: none)",
+        "amp": "mixed precision on CUDA (bfloat16 where supported)",
+        "seed": "the training seed (weights, draws, shuffling)",
+        "threads": "torch CPU threads (none: torch's default)",
+        "time_limit_min": "stop after the epoch that crosses this many minutes (none: no limit); printed at "
+        "the start and at the stop",
+    },
+    "output": {
+        "out": "the run folder: config.yaml, metrics.csv, checkpoint.pt, attention.png",
+        "resume": "continue from <out>/checkpoint.pt (k-fold: finished folds are kept)",
+        "plot_images": "test images drawn in <out>/attention.png (0: no picture)",
+        "device": "auto (CUDA when there is one), cpu, cuda or cuda:N",
+    },
 }
+
+# The presets: commented YAML files in zoomkern/configs/<name>.yaml (package data), each value with the
+# reason for it. {name: {field: value}}, tuples where TrainConfig has tuples.
+PRESETS: dict[str, dict] = load_presets(TrainConfig)
 
 
 def prior_weight_at(cfg: TrainConfig, epoch: int) -> float:

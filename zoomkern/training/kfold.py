@@ -1,9 +1,9 @@
 """K-fold cross-validation as the papers report it: one training run per fold, then mean and std.
 
-``run_kfold(cfg)`` trains fold k into ``<out>/fold_<k>/`` and, when it is done, writes
-``<out>/fold_<k>/result.json`` and rewrites ``<out>/folds.csv`` (one row per finished fold, then the mean
-and the sample standard deviation, ddof=1). With ``cfg.resume`` finished folds are read back, not rerun,
-and the interrupted fold continues from its checkpoint.
+``run_kfold(cfg)`` writes ``<out>/config.yaml``, trains fold k into ``<out>/fold_<k>/`` and, when it is
+done, writes ``<out>/fold_<k>/result.json`` and rewrites ``<out>/folds.csv`` (one row per finished fold,
+then the mean and the sample standard deviation, ddof=1). With ``cfg.resume`` finished folds are read
+back, not rerun, and the interrupted fold continues from its checkpoint.
 """
 
 from __future__ import annotations
@@ -111,10 +111,12 @@ def _write(out: str, rows: list[dict]) -> str:
 
 def run_kfold(cfg: TrainConfig, log=print) -> dict:
     """Train and test every fold; returns {rows, mean, std (acc, auc), csv}."""
-    from .loop import train
+    from .loop import train, write_run_config
 
     folds = fold_numbers(cfg)
     os.makedirs(cfg.out, exist_ok=True)
+    if int(os.environ.get("RANK", "0")) == 0:  # the whole run's settings; each fold_<k>/ has its own too
+        write_run_config(cfg)
     rows = []
     for k in folds:
         fout = os.path.join(cfg.out, f"fold_{k}")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, diagnosis
+from . import checkpoint, config_file, diagnosis
 from . import distributed as dist
 from .config import TrainConfig, build_model, prior_weight_at
 from .data import datasets, loader
@@ -209,10 +209,33 @@ def train(cfg: TrainConfig) -> dict:
     return summary
 
 
+def write_run_config(cfg: TrainConfig) -> str:
+    """Write ``<out>/config.yaml``, the run's resolved configuration (``zoomkern train --config`` of it
+    starts the same run). A resumed run rewrites it with what it continues with and says what changed, so
+    the file always describes the checkpoint next to it."""
+    path = os.path.join(cfg.out, "config.yaml")
+    if cfg.resume and os.path.isfile(path):
+        try:
+            before = config_file.expand(TrainConfig, config_file.read_yaml(path), path)
+        except ValueError as e:  # written by an older version, or edited by hand: replaced below
+            print(f"{path}: not read back ({e}); rewritten", file=sys.stderr)
+            before = {}
+        now = {f: getattr(cfg, f) for f in before}
+        changed = [f"{k} {before[k]!r} -> {v!r}" for k, v in now.items() if v != before[k]]
+        if changed:
+            print(f"resuming with changed settings: {', '.join(changed)} ({path} rewritten)", file=sys.stderr)
+    header = "the resolved configuration of this run; `zoomkern train --config` of this file starts it again"
+    return config_file.write(cfg, path, header)
+
+
 def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
     seed_everything(cfg.seed)
     if world.main:
         os.makedirs(cfg.out, exist_ok=True)
+        write_run_config(cfg)
+        if cfg.time_limit_min:
+            print(f"time limit: {cfg.time_limit_min} min (--time-limit-min); the run stops after the epoch "
+                  "that crosses it", file=sys.stderr, flush=True)  # fmt: skip
     per_epoch, test = datasets(cfg, world)
     weight = class_weights(per_epoch[0].labels, cfg.n_classes) if cfg.class_weights and per_epoch else None
     t_data = time.perf_counter() - t_start
@@ -263,12 +286,12 @@ def _train(cfg: TrainConfig, device, world: dist.World, t_start: float) -> dict:
             checkpoint.save(
                 ckpt, model=model, optimizer=opt, scheduler=sched, epoch=epoch, config=cfg.to_dict()
             )
-        over = cfg.time_limit_min and time.perf_counter() - t_start > 60 * cfg.time_limit_min
+        last = epoch + 1 == cfg.epochs  # a run that is done anyway did not stop on its limit
+        over = cfg.time_limit_min and not last and time.perf_counter() - t_start > 60 * cfg.time_limit_min
         if dist.reduce(world, [float(bool(over))], "max")[0]:  # every rank stops after the same epoch
             if world.main:
-                print(
-                    f"time limit of {cfg.time_limit_min} min reached after epoch {epoch + 1}", file=sys.stderr
-                )
+                msg = f"time limit of {cfg.time_limit_min} min (--time-limit-min) reached after epoch "
+                print(f"{msg}{epoch + 1} of {cfg.epochs}; go on with --resume", file=sys.stderr, flush=True)
             break
     if log is not None:
         log.close()
