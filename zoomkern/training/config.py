@@ -196,6 +196,12 @@ HELP: dict[str, dict[str, str]] = {
         "tile_pooling": "Zoom-In: how stage I pools its logits to the tile grid, max or lse (models.base)",
         "contrastive": "Zoom-In, binary tasks: positives seen through the inverted attention must look "
         "negative",
+        "teacher": "Zoom-In: weight of the attention teacher, a cross-entropy target for both attention "
+        "stages from the classifier's scores of more tiles than were drawn (0: off; models/teacher.py)",
+        "teacher_frac": "Zoom-In: the share of each training batch the teacher scores",
+        "teacher_tiles": "Zoom-In: tiles the teacher scores per image, drawn uniformly (none: every tile)",
+        "teacher_sub": "Zoom-In: sub-cells the teacher tries per tile (half from stage II, half uniform)",
+        "teacher_top": "Zoom-In: how many of the teacher's best tiles stage I is pulled towards",
         "n_tiles_eval": "Zoom-In: tiles at evaluation (none: --n-tiles)",
         "n_sub_eval": "Zoom-In: sub-cells per tile at evaluation (none: --n-sub)",
         "n_patches_eval": "ATS: patches at evaluation (none: --n-patches)",
