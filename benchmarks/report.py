@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/report.py [--quick] [--json PATH]
 
 The same interleaved perf_counter medians the pytest-benchmark rows carry in extra_info; ratios > 1
-mean zoomkern is faster. The README table is pasted from this output.
+mean zoomkern is faster. The tables in benchmarks/RESULTS.md are pasted from this output.
 """
 
 from __future__ import annotations

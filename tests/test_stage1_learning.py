@@ -1,4 +1,4 @@
-"""Issue 12: why stage I did not learn, and the options measured against it (README, "Stage I").
+"""Issue 12: why stage I did not learn, and the options measured against it (docs/experiments/stage1.md).
 
 The leave-one-out tile baseline keeps the value and the expectation of the gradient (Monte Carlo against
 the exhaustive sum) and lowers the spread of stage I's gradient; the prior's weight schedule is a
@@ -191,8 +191,8 @@ def test_cli_flags(tmp_path):
 
 
 def test_stage_one_frozen_at_the_prior_with_a_zero_step():
-    # --preset paper trains with attention1_lr_mult=0: stage I stays exactly the ink prior (README, "Paper
-    # setting"), while the rest trains; weight decay must not move it either.
+    # --preset paper trains with attention1_lr_mult=0: stage I stays exactly the ink prior
+    # (docs/experiments/paper.md), while the rest trains; weight decay must not move it either.
     from zoomkern.training import PRESETS
     from zoomkern.training.loop import param_groups
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 # "leaky_relu": a unit pushed below zero by the noisy score-function steps still gets a gradient; with
-# ReLU a 10x stage-I learning rate left every unit of the demo's stage-I net dead by epoch 5 (README).
+# ReLU a 10x stage-I step left all the demo's stage-I units dead by epoch 5 (docs/experiments/stage1.md).
 ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "leaky_relu": lambda: nn.LeakyReLU(0.1, inplace=True)}
 
 

@@ -75,14 +75,14 @@ class TrainConfig:
     n_tiles_eval: int | None = None
     n_sub_eval: int | None = None
     # ATS: patches at evaluation (None: n_patches). The recipe gives ATS as many as Zoom-In's tiles x
-    # sub-cells: with 10 of them ATS touched 30% of the digits, with 48 96% (issue 12, README).
+    # sub-cells: with 10 of them ATS touched 30% of the digits, with 48 96% (docs/experiments/paper.md).
     n_patches_eval: int | None = None
     # ZoomIn/ATS stage-I attention net: average-pool the low view by this first (slides: see AttentionNet).
     attention_pool: int = 1
     # Padding of the attention nets' convolutions: "zeros" or "replicate" (no response at tile borders).
     attention_padding: str = "zeros"
     # Activation of the attention nets: "relu" or "leaky_relu" (units that noisy steps push below zero
-    # stay trainable; see README, "Stage I").
+    # stay trainable; docs/experiments/stage1.md).
     attention_activation: str = "relu"
     feature_widths: tuple[int, ...] = (16, 32, 64)
     feature_norm: str = "group"
@@ -93,10 +93,10 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     # The attention nets learn from a noisy score-function gradient; a larger step for them lets the
-    # attention leave the prior sooner (measured on the demo: see README).
+    # attention leave the prior sooner (measured on the demo: docs/experiments/stage1.md).
     attention_lr_mult: float = 1.0
     # ZoomIn's stage-I attention net alone (None: attention_lr_mult). Its learned logits stayed ~0.03
-    # against the ink prior's spread of ~0.5 between inked tiles on the demo (README, "Stage I").
+    # against the ink prior's spread of ~0.5 between inked tiles on the demo (docs/experiments/stage1.md).
     attention1_lr_mult: float | None = None
     weight_decay: float = 1e-5
     warmup_epochs: float = 0.0
