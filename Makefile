@@ -35,7 +35,7 @@ bench: build
 # The whole scaling sweep, sides 1000-100000 (writes ~GBs of cached TIFFs on first use; long on a CPU).
 scaling: build
 	$(BIN)/python -m pytest benchmarks/test_bench_scaling.py -q --scaling-sides all --benchmark-autosave
-	$(BIN)/python python/plot_benchmarks.py --out docs/scaling.png --table
+	$(BIN)/python python/plot_benchmarks.py --out docs/img/scaling.png --table
 
 demo: build
 	$(BIN)/zoomkern train --preset demo

@@ -5,7 +5,7 @@
 Each step is its own process, measured from outside: wall time and peak resident memory (``ru_maxrss``
 of that child alone, through ``os.wait4``). Slides already in ``--root`` with the same settings are kept,
 so a rerun only trains and predicts. Writes ``<run>/gigapixel.json`` and prints a Markdown table; with
-``--docs`` the attention picture of the first positive slide is copied to ``docs/attention_slide.png``.
+``--docs`` the attention picture of the first positive slide is copied to ``docs/img/attention_slide.png``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=100_000)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--docs", action="store_true", help="copy the attention picture to docs/")
+    p.add_argument("--docs", action="store_true", help="copy the attention picture to docs/img/")
     a, extra = p.parse_known_args(argv)  # extra flags go to zoomkern train
     run_dir = a.run or os.path.join(a.root, "run")
     os.makedirs(run_dir, exist_ok=True)
@@ -101,11 +101,11 @@ def main(argv=None) -> int:
     if a.docs:
         pos = [f for f in sorted(os.listdir(plots)) if f.startswith("slide_001")]
         if pos:
-            os.makedirs(os.path.join(REPO, "docs"), exist_ok=True)
+            os.makedirs(os.path.join(REPO, "docs", "img"), exist_ok=True)
             from PIL import Image  # a palette PNG: a third of the bytes, same picture to the eye
 
             img = Image.open(os.path.join(plots, pos[0])).convert("RGB").quantize(colors=128)
-            img.save(os.path.join(REPO, "docs", "attention_slide.png"), optimize=True)
+            img.save(os.path.join(REPO, "docs", "img", "attention_slide.png"), optimize=True)
     return 0
 
 

@@ -1,12 +1,12 @@
 """Plot the scaling benchmark from pytest-benchmark's saved results: memory and time against image side.
 
     pytest benchmarks/test_bench_scaling.py --scaling-sides all --benchmark-autosave
-    python python/plot_benchmarks.py [RESULTS.json] [--out docs/scaling.png] [--table]
+    python python/plot_benchmarks.py [RESULTS.json] [--out docs/img/scaling.png] [--table]
 
 RESULTS.json is a file pytest-benchmark saved (``--benchmark-autosave`` or ``--benchmark-save``); by
 default the newest one under ``.benchmarks/`` that holds scaling rows. Log-log, one line per model,
 batch 1 solid and batch 8 dashed, training and inference steps; a point that ran out of memory is an
-x at the cap. ``--table`` also prints the markdown table the README shows beside the picture.
+x at the cap. ``--table`` also prints the markdown table of docs/experiments/gigapixel.md.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def targets(rows) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="?", help="a pytest-benchmark JSON (default: newest under .benchmarks/)")
-    ap.add_argument("--out", default="docs/scaling.png")
+    ap.add_argument("--out", default="docs/img/scaling.png")
     ap.add_argument("--table", action="store_true", help="also print the markdown table")
     a = ap.parse_args(argv)
     path = a.results or find_results()

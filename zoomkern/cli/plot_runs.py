@@ -1,7 +1,7 @@
 """Test accuracy per epoch of several training runs in one picture (their metrics.csv files).
 
     zoomkern plot-runs Zoom-In=runs/paper_zoomin/metrics.csv ATS=runs/paper_ats/metrics.csv \\
-        --png docs/curves_paper.png --title "--preset paper, 2-core CPU"
+        --png docs/img/curves_paper.png --title "--preset paper, 2-core CPU"
 """
 
 from __future__ import annotations
