@@ -31,8 +31,9 @@ def tune_cpu_allocator() -> None:
     Each step allocates and frees tile views, patches and activations of many MB; with glibc's defaults
     they are mmap'ed and unmapped every time and the page faults took 40% of the CPU time (traffic
     signs). Transparent huge pages for torch's CPU allocator plus no mmap/trim below 1 GiB: 129 -> 47
-    ms/image there, 33.5 -> 21.5 ms/image at --preset paper. It must run before torch allocates
-    (THP_MEM_ALLOC_ENABLE is read once). ZOOMKERN_DEFAULT_MALLOC=1 keeps the defaults.
+    ms of system time per image there, 33.5 -> 21.5 ms/image at --preset paper
+    (docs/experiments/allocator.md). It must run before torch allocates (THP_MEM_ALLOC_ENABLE is read
+    once). ZOOMKERN_DEFAULT_MALLOC=1 keeps the defaults.
     """
     global TUNED, BEFORE_TORCH
     if TUNED or os.environ.get("ZOOMKERN_DEFAULT_MALLOC") == "1" or not sys.platform.startswith("linux"):
