@@ -243,3 +243,25 @@ def test_make_targets_the_docs_name_exist(doc):
             named.add(words[1])
     missing = sorted(named - _make_targets())
     assert not missing, f"{doc.relative_to(ROOT)}: no Makefile target {missing}"
+
+
+def test_install_extras_table_matches_pyproject():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    core = {re.split(r"[<>=!~\[ ]", d)[0].lower() for d in project["dependencies"]}
+    lines = (ROOT / "docs" / "install.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("| extra | what it adds |") + 2
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("| `"):
+            break
+        name, text = re.match(r"\| `([\w-]+)` \| (.*) \|$", line).groups()
+        rows[name] = text.lower()
+    extras = project["optional-dependencies"]
+    assert set(rows) == set(extras), "docs/install.md's extras table against pyproject.toml"
+    for name, deps in extras.items():
+        for dep in deps:
+            m = re.fullmatch(r"zoomkern\[(.+)\]", dep)
+            wanted = m.group(1).split(",") if m else [re.split(r"[<>=!~\[ ]", dep)[0].lower()]
+            missing = [w for w in wanted if w.lower() not in core and w.lower() not in rows[name]]
+            assert not missing, f"docs/install.md: extra {name!r} does not name {missing}"
