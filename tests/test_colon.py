@@ -216,3 +216,26 @@ def test_generated_set_in_both_layouts(tmp_path):
     lb = {name(p): y for d in b for p, y in zip(d.paths, d.labels, strict=True)}
     assert la == lb and sum(la.values()) == 5
     torch.testing.assert_close(a[0][0][0], ColonCancer(tmp_path / "b", fold=1, split="valid", folds=5)[0][0])
+
+
+def test_sparse_objects_and_their_boxes_for_the_patch_diagnosis(tmp_path):
+    """objects="sparse": positives hold 1-3 lone dark objects, negatives none; in the download layout
+    (and without flips or rotations) the data set gives their boxes, centred on the .mat centres, where
+    the objects' dark pixels are."""
+    from zoomkern.data.augment import Dihedral
+    from zoomkern.data.colon_like import make_colon_like
+    from zoomkern.training.diagnosis import ObjectStats
+
+    make_colon_like(tmp_path, 12, folds=3, layout="download", objects="sparse", progress=False)
+    ds = ColonCancer(tmp_path, fold=1, split="train", folds=3)
+    assert ObjectStats.supports(ds)
+    for i in range(len(ds)):
+        boxes = ds.object_boxes(i)
+        assert (boxes.shape[0] >= 1) == bool(ds.labels[i]) and boxes.shape[0] <= 3
+        img = ds[i][0].float()
+        for y0, x0, y1, x1 in boxes.tolist():
+            # the object's dark core (70, 30, 110) against pink tissue and pale nuclei (150, 90, 175)
+            assert float(img[1, max(0, y0) : y1, max(0, x0) : x1].min()) < 60
+    assert not ObjectStats.supports(ColonCancer(tmp_path, fold=1, split="train", folds=3, transform=Dihedral()))
+    with pytest.raises(ValueError, match="objects"):
+        make_colon_like(tmp_path / "x", 4, folds=2, objects="few", progress=False)

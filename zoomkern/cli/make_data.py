@@ -59,7 +59,8 @@ def megapixel_mnist(a, p) -> None:
 def colon_like(a, p) -> None:
     from ..data.colon_like import make_colon_like
 
-    root = make_colon_like(a.root, a.n, folds=a.folds, layout=a.layout, seed=a.data_seed, progress=a.progress)
+    root = make_colon_like(a.root, a.n, folds=a.folds, layout=a.layout, seed=a.data_seed, objects=a.objects,
+                           progress=a.progress)  # fmt: skip
     print(f"wrote {a.n} images to {root} ({a.layout} layout)")
 
 
@@ -125,6 +126,9 @@ def _parsers(prog: str | None) -> argparse.ArgumentParser:
     c.add_argument("--folds", type=int, default=10, help="fold CSVs written (csv layout)")
     c.add_argument("--layout", choices=("csv", "download"), default="csv",
                    help="csv: fold CSVs; download: Classification/imgN/ + .mat, as downloaded")  # fmt: skip
+    c.add_argument("--objects", choices=("clusters", "sparse"), default="clusters",
+                   help="what positives hold: gland-like clusters of 10-20 dark objects (like the real set) "
+                   "or 1-3 lone ones (a tiny-object task)")  # fmt: skip
 
     t = kind("traffic-like", traffic_like)
     _common(t, "data set folder; Set1/ (training) and Set2/ (test) are written inside")

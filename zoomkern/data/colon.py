@@ -186,6 +186,22 @@ class ColonCancer(ImageFileDataset):
             raise DataError(f"{root}: fold {fold} {split} split is empty")
         super().__init__(paths, labels, CLASSES, scale=scale, transform=transform, cache=cache, size=SIZE)
         self.root, self.fold, self.split = root, fold, split
+        if self.layout == "download" and transform is None:
+            # the per-epoch patch diagnosis (ObjectStats): only where the annotations exist and the
+            # pixels are not moved (flips and rotations would move the objects away from their boxes)
+            self.object_boxes = self._object_boxes
+
+    def _object_boxes(self, i: int) -> np.ndarray:
+        """(k, 4) int64 y0, x0, y1, x1 (half-open) boxes of OBJECT_BOX px around image i's annotated
+        epithelial nuclei (the .mat beside the image holds their (x, y) centres)."""
+        p = Path(self.paths[i])
+        c = read_detection(p.with_name(f"{p.stem}_epithelial.mat")).reshape(-1, 2)
+        r = OBJECT_BOX // 2
+        x, y = np.rint(c[:, 0]).astype(np.int64), np.rint(c[:, 1]).astype(np.int64)
+        return np.stack([y - r, x - r, y + r + 1, x + r + 1], 1).reshape(-1, 4)
+
+
+OBJECT_BOX = 13  # px: an epithelial nucleus of the stand-in is 9-13 px long
 
 
 def fold_numbers(root, folds: int = 10) -> list[int]:

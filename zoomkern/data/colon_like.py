@@ -65,9 +65,20 @@ def render(
     return np.rint(img).clip(0, 255).astype(np.uint8), np.array(centres, np.float64).reshape(-1, 2)
 
 
+# What positives hold: "clusters" (3-6 gland-like clusters of 10-20 objects, like the real set) or
+# "sparse" (one to three objects, alone: a few dark nuclei among the normal ones, where a classifier that
+# reads uniformly drawn patches sees no object in most images and the attention must find them).
+OBJECTS = {"clusters": dict(clusters=(3, 6), per_cluster=(10, 20)),
+           "sparse": dict(clusters=(1, 3), per_cluster=(1, 1))}  # fmt: skip
+
+
 def make_colon_like(root, n: int = 100, *, folds: int = 10, layout: str = "csv", seed: int = 0,
-                    positive_share: float = 0.5, progress: bool = True) -> Path:  # fmt: skip
-    """Write ``n`` images (``positive_share`` of them positive, rounded) under ``root``; returns the root."""
+                    positive_share: float = 0.5, objects: str = "clusters",
+                    progress: bool = True) -> Path:  # fmt: skip
+    """Write ``n`` images (``positive_share`` of them positive, rounded) under ``root``; returns the root.
+    ``objects``: what a positive holds (see OBJECTS)."""
+    if objects not in OBJECTS:
+        raise ValueError(f"objects={objects!r}: one of {', '.join(OBJECTS)}")
     from PIL import Image
     from tqdm.auto import tqdm
 
@@ -81,7 +92,7 @@ def make_colon_like(root, n: int = 100, *, folds: int = 10, layout: str = "csv",
     labels = rng.permutation(np.arange(n) < round(positive_share * n)).astype(np.int64)
     names = [f"img{i + 1}" for i in range(n)]
     for i in tqdm(range(n), desc="colon-like", unit="img", disable=not progress):
-        img, centres = render(np.random.default_rng([seed, 1, i]), bool(labels[i]))
+        img, centres = render(np.random.default_rng([seed, 1, i]), bool(labels[i]), **OBJECTS[objects])
         if layout == "csv":
             Image.fromarray(img).save(root / f"{names[i]}.bmp")
         else:
