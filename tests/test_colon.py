@@ -236,6 +236,7 @@ def test_sparse_objects_and_their_boxes_for_the_patch_diagnosis(tmp_path):
         for y0, x0, y1, x1 in boxes.tolist():
             # the object's dark core (70, 30, 110) against pink tissue and pale nuclei (150, 90, 175)
             assert float(img[1, max(0, y0) : y1, max(0, x0) : x1].min()) < 60
-    assert not ObjectStats.supports(ColonCancer(tmp_path, fold=1, split="train", folds=3, transform=Dihedral()))
+    flipped = ColonCancer(tmp_path, fold=1, split="train", folds=3, transform=Dihedral())
+    assert not ObjectStats.supports(flipped)
     with pytest.raises(ValueError, match="objects"):
         make_colon_like(tmp_path / "x", 4, folds=2, objects="few", progress=False)
