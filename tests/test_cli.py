@@ -156,7 +156,9 @@ def test_presets_are_the_commented_yaml_files():
     assert sorted(PRESETS) == ["colon", "demo", "paper", "slides", "traffic_signs"]
     assert not any("time_limit_min" in p for p in PRESETS.values())
     assert PRESETS["demo"]["size"] == (400, 400) and PRESETS["slides"]["scale"] == 1 / 64
-    assert PRESETS["paper"]["lr"] == 2e-3 and PRESETS["paper"]["attention1_lr_mult"] == 0.0  # _recipe, own
+    assert PRESETS["paper"]["lr"] == 2e-3 and PRESETS["paper"]["scale"] == 0.25  # _recipe's, its own
+    # no preset depends on the ink prior to learn: every one has it off and the attention teacher on
+    assert all(p.get("prior") is False and p.get("teacher", 0) > 0 for p in PRESETS.values())
     pages = {"demo.md", "paper.md", "stage1.md", "colon.md", "traffic.md", "gigapixel.md"}
     folder = os.path.join(ROOT, "zoomkern", "configs")
     for name in os.listdir(folder):
