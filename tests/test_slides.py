@@ -141,3 +141,33 @@ def test_attention_net_pools_the_view_first():
     net = zk.models.AttentionNet(3, pool=4)
     assert net(torch.rand(2, 3, 37, 50)).shape == (2, 1, 10, 13)  # ceil(37 / 4), ceil(50 / 4)
     assert zk.models.AttentionNet(3)(torch.rand(1, 3, 37, 50)).shape == (1, 1, 37, 50)
+
+
+@pytest.mark.parametrize("model", ["cnn_lowres", "cnn_full"])
+def test_baselines_train_on_slides_of_two_sizes(folder, tmp_path, model):
+    """Slides of different sizes pass a padding mask; the CNN baselines take it like the attention models
+    (it was a TypeError: CNNLowRes.forward() got an unexpected keyword argument 'mask')."""
+    from zoomkern.training import TrainConfig, train
+
+    labels = _csv(tmp_path / "labels.csv", "s0,0\ns1,1\ns2,0\n")
+    cfg = TrainConfig(dataset="slides", root=str(folder), labels=labels, model=model, n_classes=2,
+                      scale=1 / 8, epochs=1, batch_size=3, plot_images=0,
+                      out=str(tmp_path / "run"))  # fmt: skip
+    assert train(cfg)["epochs_run"] == 1
+
+
+def test_cnn_lowres_looks_only_inside_the_mask():
+    from zoomkern.models import CNNLowRes
+
+    torch.manual_seed(0)
+    m = CNNLowRes(2, 3, s1=0.25).eval()
+    img = torch.rand(2, 3, 64, 64)
+    mask = torch.zeros(2, 16, 16, dtype=torch.bool)
+    mask[:, :8] = True
+    other = img.clone()
+    other[..., 32:, :] = torch.rand(2, 3, 32, 64)  # change only what the mask hides
+    with torch.no_grad():
+        a, b = m(img, mask=mask)["logits"], m(other, mask=mask)["logits"]
+        c = m(other)["logits"]
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)

@@ -27,10 +27,14 @@ class CNNLowRes(nn.Module):
             )
         )
 
-    def forward(self, image, lowres=None, labels=None):
+    def forward(self, image, lowres=None, labels=None, mask=None):
+        """``mask`` (B, h, w) bool at any resolution, or None: where the model may look (slides: tissue,
+        not padding); the low view is zeroed elsewhere, like the padding of a smaller slide."""
         base.check_image(image, (1, 1), "minimum size")
         dev = next(self.parameters()).device
         low = base.low_view(image, lowres, self.s1, dev)
+        if mask is not None:
+            low = low * base.grid_mask(mask, tuple(low.shape[-2:]), dev)[:, None].to(low.dtype)
         logits = self.net(low)
         return dict(logits=logits, aux_loss=logits.new_zeros(()))
 
@@ -47,7 +51,9 @@ class CNNFull(nn.Module):
             else ConvClassifier(in_channels, n_classes, widths=(16, 32, 64, 64, 64, 64))
         )
 
-    def forward(self, image, lowres=None, labels=None):
+    def forward(self, image, lowres=None, labels=None, mask=None):
+        """``mask`` is accepted for a common call and ignored: this baseline reads every pixel (a
+        smaller slide's padding is zeros already)."""
         base.check_image(image, (1, 1), "minimum size")
         dev = next(self.parameters()).device
         logits = self.net(base.full_image(image, dev))
