@@ -184,3 +184,9 @@ def test_attention_learns_from_scratch_with_the_teacher_and_not_without():
     assert mass > 0.3 and acc > 0.8, (mass, acc)
     mass0, acc0 = _learn(0.0)
     assert mass0 < 0.15 and acc0 < 0.7, (mass0, acc0)
+
+
+def test_teacher_of_a_preset_with_another_model_warns_and_builds():
+    with pytest.warns(UserWarning, match="teacher is Zoom-In's"):
+        m = build_model(TrainConfig(model="ats", teacher=1.0, patch_size=12))
+    assert type(m).__name__ == "ATS"

@@ -297,6 +297,15 @@ def build_model(cfg: TrainConfig):
         return models.ZoomIn(
             cfg.n_classes, c, options=opts, feature_net=fnet, attention1=att1, attention2=att2
         )
+    if cfg.teacher and cfg.model != "zoomin":
+        import warnings
+
+        # the presets turn the teacher on; --model ats/cnn_* with a preset must still run, so say it
+        warnings.warn(
+            f"teacher={cfg.teacher}: the attention teacher is Zoom-In's; model {cfg.model!r} trains without "
+            "it (ATS without a prior starts from uniform attention)",
+            stacklevel=2,
+        )
     if cfg.model == "ats":
         opts = models.ATSOptions(**shared, n_patches=cfg.n_patches, n_patches_eval=cfg.n_patches_eval)
         att = models.AttentionNet(
