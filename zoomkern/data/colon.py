@@ -190,10 +190,16 @@ class ColonCancer(ImageFileDataset):
             # the per-epoch patch diagnosis (ObjectStats): only where the annotations exist and the
             # pixels are not moved (flips and rotations would move the objects away from their boxes)
             self.object_boxes = self._object_boxes
+            self._boxes: dict[int, np.ndarray] = {}  # read once: the diagnosis asks every epoch
 
     def _object_boxes(self, i: int) -> np.ndarray:
         """(k, 4) int64 y0, x0, y1, x1 (half-open) boxes of OBJECT_BOX px around image i's annotated
         epithelial nuclei (the .mat beside the image holds their (x, y) centres)."""
+        if i not in self._boxes:
+            self._boxes[i] = self._read_boxes(i)
+        return self._boxes[i]
+
+    def _read_boxes(self, i: int) -> np.ndarray:
         p = Path(self.paths[i])
         c = read_detection(p.with_name(f"{p.stem}_epithelial.mat")).reshape(-1, 2)
         r = OBJECT_BOX // 2

@@ -39,9 +39,8 @@ def teacher_rows(batch: int, frac: float) -> int:
 
 def _tiles(n_cells: int, allowed: torch.Tensor | None, rows: int, want: int | None, device, generator):
     """(rows, T) flat tile indices for the teacher: all cells, or ``want`` drawn uniformly among the
-    allowed ones (T clamped to the fewest allowed cells of any image)."""
-    if allowed is None and (want is None or want >= n_cells):
-        return torch.arange(n_cells, device=device).expand(rows, n_cells)
+    allowed ones (T clamped to the fewest allowed cells of any image). Every returned tile is allowed:
+    all cells only when every cell of every image is, else draws that never take a zero-probability cell."""
     ok = torch.ones(rows, n_cells, device=device) if allowed is None else allowed.reshape(rows, -1).float()
     k = min(want or n_cells, int(ok.sum(1).min()))
     if k == int(ok.shape[1]):
@@ -83,10 +82,7 @@ def teacher_loss(model, image, a: torch.Tensor, grid, labels: torch.Tensor, mask
             model.head.train(was[1])
         y = labels.to(dev)[:r].repeat_interleave(Tn * ks)
         score = logp.gather(1, y[:, None]).reshape(r, Tn, ks)
-        tile_score, best = score.max(2)  # (r, Tn): a tile is as good as its best patch
-        if allowed is not None:
-            ok = allowed.reshape(r, -1).gather(1, t_idx)
-            tile_score = tile_score.masked_fill(~ok, float("-inf"))
+        tile_score, best = score.max(2)  # (r, Tn): a tile is as good as its best patch (all allowed)
         m = min(o.teacher_top, Tn)
         top = tile_score.topk(m, 1).indices  # (r, m) positions among the teacher's tiles
     top_cells = t_idx.gather(1, top)  # (r, m) flat stage-I cells

@@ -197,8 +197,9 @@ class DeadUnits:
         from torch import nn
 
         m = getattr(model, "module", model)
-        self.nets = [n for n in (getattr(m, "attention1", None) or getattr(m, "attention", None),
-                                 getattr(m, "attention2", None)) if n is not None]  # fmt: skip
+        first = getattr(m, "attention1", None)
+        first = getattr(m, "attention", None) if first is None else first  # ATS's one net
+        self.nets = [n for n in (first, getattr(m, "attention2", None)) if n is not None]
         self.fired: list[list] = []
         self.hooks = []
         for net in self.nets:
@@ -211,8 +212,9 @@ class DeadUnits:
     @staticmethod
     def _hook(flags, j):
         def hook(_mod, _inp, out):
-            f = (out.detach() > 0).flatten(2).any(2).any(0).cpu() if out.dim() >= 3 else None
-            if f is not None:
+            # stays on the device: no host sync per forward (read once, in counts())
+            if out.dim() >= 3:
+                f = (out.detach() > 0).flatten(2).any(2).any(0)
                 flags[j] = f if flags[j] is None else flags[j] | f
 
         return hook
@@ -225,10 +227,10 @@ class DeadUnits:
     def counts(self) -> list[float]:
         """Per net: units seen, units that fired (summed over torchrun processes: their mean share)."""
         out = []
-        for flags in self.fired[:2]:
+        for flags in self.fired:  # at most two nets
             seen = [f for f in flags if f is not None]
             out += [float(sum(f.numel() for f in seen)), float(sum(int(f.sum()) for f in seen))]
-        return out + [0.0, 0.0] * (2 - len(self.fired[:2]))
+        return out + [0.0, 0.0] * (2 - len(self.fired))
 
     @staticmethod
     def result(c: list[float], prefix: str) -> dict:
