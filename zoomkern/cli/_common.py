@@ -15,17 +15,22 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
         if action.required or action.nargs == 0 or "default" in text or action.default is argparse.SUPPRESS:
             return text  # nargs 0: a switch, off unless given
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
-            return f"{text} (default: {_show(action.default)})"
+            return f"{text} (default: {show(action.default)})"
         return text
 
     def _get_default_metavar_for_optional(self, action):
         return {int: "N", float: "X"}.get(action.type) or super()._get_default_metavar_for_optional(action)
 
 
-def _show(value) -> str:
+def show(value) -> str:
+    """A default as --help writes it: none, true/false, space-separated lists, '' for an empty string."""
     if value is None:
         return "none"
-    return " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value))
+    return repr(value) if value == "" else str(value)
 
 
 def parser(prog: str | None, doc: str, **kw) -> argparse.ArgumentParser:

@@ -21,20 +21,10 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from .. import _alloc
-from ._common import Formatter
+from ._common import Formatter, show
 
 if TYPE_CHECKING:
     from ..training import TrainConfig
-
-
-def _show(v) -> str:
-    if v is None:
-        return "none"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, tuple | list):
-        return " ".join(map(str, v))
-    return repr(v) if v == "" else str(v)
 
 
 def _metavar(name: str, tp) -> str:
@@ -44,8 +34,8 @@ def _metavar(name: str, tp) -> str:
 
 def flag_help(name: str, sentence: str, default, presets: dict[str, dict]) -> str:
     """The field's sentence, its default, and the value each preset that sets it gives it."""
-    set_by = ", ".join(f"{p}: {_show(v[name])}" for p, v in presets.items() if name in v)
-    return f"{sentence} (default: {_show(default)}" + (f"; {set_by})" if set_by else ")")
+    set_by = ", ".join(f"{p}: {show(v[name])}" for p, v in presets.items() if name in v)
+    return f"{sentence} (default: {show(default)}" + (f"; {set_by})" if set_by else ")")
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -90,9 +80,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def _flags(a: argparse.Namespace) -> dict:
     """The TrainConfig fields given on the command line."""
+    from ..training.config_file import TUPLE_PAIRS
+
     skip = ("preset", "config", "print_config")
     values = {k: v for k, v in vars(a).items() if v is not None and k not in skip}
-    for k in ("size", "sub_grid"):
+    for k in TUPLE_PAIRS:  # (H, W) fields: one number is a square, as in a config file
         if k in values:
             if len(values[k]) not in (1, 2):
                 raise ValueError(f"--{k.replace('_', '-')}: one number (square) or two (H W)")

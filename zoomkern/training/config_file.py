@@ -151,7 +151,8 @@ def resolve(cls, *, flags: dict, config: str | None = None, preset: str | None =
     base = {}
     if name is not None:
         src = "--preset" if preset else f"config file {config!r}" if file_preset else "--dataset"
-        base = preset_values(cls, name, src)
+        # the loaded presets when the name is one of them; else read it (errors name the source)
+        base = dict(presets[name]) if name in presets else preset_values(cls, name, src)
     values = {**base, **file_values, **flags}
     where = ", ".join(
         x for x in ("flags" if flags else "", config and f"file {config}", name and f"preset {name}") if x
